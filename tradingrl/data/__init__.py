@@ -1,0 +1,1 @@
+"""Market data: sources (synthetic, CSV, yfinance), the raw contract, validation."""
