@@ -1,0 +1,1 @@
+"""DVC stages: one thin module per stage, run as ``python -m tasks.<stage>``."""

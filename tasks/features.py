@@ -1,0 +1,35 @@
+"""Stage features: data/validated -> data/features/features.parquet
+(+ feature_list.json, the ordered contract) and reports/features.json."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from tasks._common import REPO_ROOT, load_params, run_stage, write_json
+from tradingrl.features.build import build_feature_table
+from tradingrl.features.contract import feature_schema
+from tradingrl.features.labels import LabelSpec
+
+
+def main(
+    valid_path: Path = REPO_ROOT / "data" / "validated" / "ohlcv.parquet",
+    out_dir: Path = REPO_ROOT / "data" / "features",
+    report_path: Path = REPO_ROOT / "reports" / "features.json",
+) -> None:
+    params = load_params("features")
+    bars = pd.read_parquet(valid_path)
+    table, report = build_feature_table(
+        bars, LabelSpec(**params["label"]), warmup_bars=params["warmup_bars"]
+    )
+    feature_schema().validate(table)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    table.to_parquet(out_dir / "features.parquet", index=False)
+    write_json(out_dir / "feature_list.json", {"features": report["features"]})
+    write_json(report_path, report)
+    print(f"features: {report['rows_out']} rows x {report['n_features']} features")
+
+
+if __name__ == "__main__":
+    run_stage(main)

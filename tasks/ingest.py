@@ -1,0 +1,32 @@
+"""Stage ingest: params ``ingest`` -> data/raw/ohlcv.parquet (+ ingest.json)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from tasks._common import REPO_ROOT, load_params, run_stage, write_json
+from tradingrl.data.sources import load_source
+
+
+def ingest(params: dict[str, Any]) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Load the source params name; relative csv paths are from the repo root."""
+    kind = params["source"]
+    options = dict(params.get(kind) or {})
+    if kind == "csv" and "path" in options:
+        options["path"] = str(REPO_ROOT / options["path"])
+    return load_source(kind, options)
+
+
+def main(out_dir: Path = REPO_ROOT / "data" / "raw") -> None:
+    frame, report = ingest(load_params("ingest"))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    frame.to_parquet(out_dir / "ohlcv.parquet", index=False)
+    write_json(out_dir / "ingest.json", report)
+    print(f"ingest: {report['rows']} rows, {report['symbols']} symbols from {report['source']}")
+
+
+if __name__ == "__main__":
+    run_stage(main)

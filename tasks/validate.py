@@ -1,0 +1,39 @@
+"""Stage validate: data/raw -> data/validated, data/quarantine,
+reports/validation.json, reports/data_docs. Fails (exit 1, one line) when the
+quarantined share passes ``validate.max_quarantine_share``; the outputs are
+written first so the failure can be inspected."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from tasks._common import REPO_ROOT, load_params, run_stage
+from tradingrl.data.errors import ContractError
+from tradingrl.data.validation import ValidationThresholds, validate_ohlcv, write_validation
+
+
+def main(
+    raw_path: Path = REPO_ROOT / "data" / "raw" / "ohlcv.parquet",
+    valid_dir: Path = REPO_ROOT / "data" / "validated",
+    quarantine_dir: Path = REPO_ROOT / "data" / "quarantine",
+    reports_dir: Path = REPO_ROOT / "reports",
+) -> None:
+    thresholds = ValidationThresholds(**load_params("validate"))
+    raw = pd.read_parquet(raw_path)
+    result = validate_ohlcv(raw, thresholds, docs_dir=reports_dir / "data_docs")
+    write_validation(
+        result,
+        valid_path=valid_dir / "ohlcv.parquet",
+        quarantine_path=quarantine_dir / "quarantine.parquet",
+        report_path=reports_dir / "validation.json",
+    )
+    r = result.report
+    print(f"validate: {r['rows_in']} in = {r['rows_valid']} valid + {r['rows_quarantined']} quarantined")
+    if not result.passed:
+        raise ContractError(result.failure_message())
+
+
+if __name__ == "__main__":
+    run_stage(main)

@@ -1,0 +1,1 @@
+"""Past-only technical features, forward labels with end times, and their contract."""
