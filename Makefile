@@ -1,0 +1,45 @@
+# The README's commands. `make run` and `make test` each install into .venv
+# first (once, again only when pyproject.toml changes).
+
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(CURDIR)/$(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+# torch first, pinned: pip's config here offers a local CPU build of 2.13.0,
+# and resolving it with everything else could pick CUDA wheels instead.
+TORCH  := torch==2.13.0
+
+.PHONY: setup run test test-fast bench lint ui clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet $(TORCH)
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+run: setup
+	PATH=$(BIN):$$PATH dvc repro
+
+test: setup
+	PATH=$(BIN):$$PATH pytest -n 2 --durations=15
+
+test-fast: setup
+	PATH=$(BIN):$$PATH pytest -n 2 -m "not slow"
+
+bench: setup
+	PATH=$(BIN):$$PATH python benchmarks/bench_features.py
+	PATH=$(BIN):$$PATH python benchmarks/bench_data_pipeline.py
+	PATH=$(BIN):$$PATH python benchmarks/bench_cli_startup.py
+
+lint: setup
+	$(BIN)/ruff check tradingrl tasks tests benchmarks
+
+ui: setup
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db \
+	    --default-artifact-root $(CURDIR)/mlartifacts
+
+clean:
+	rm -rf data/raw data/validated data/quarantine data/features reports/*.json reports/data_docs
