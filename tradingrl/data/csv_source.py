@@ -21,6 +21,7 @@ import csv
 import gzip
 import io
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -118,6 +119,15 @@ def _sniff_separators(text: str) -> tuple[str, str]:
     body = "\n".join(lines[1:])
     decimal = "," if sep != "," and re.search(r"\d,\d", body) else "."
     return sep, decimal
+
+
+def _first_long_line(text: str, sep: str) -> int:
+    rows = csv.reader(io.StringIO(text), delimiter=sep)
+    width = len(next(rows))
+    for number, row in enumerate(rows, start=2):
+        if len(row) > width:
+            return number
+    return 0
 
 
 def _parse_numbers(values: pd.Series, decimal: str, allow_suffix: bool) -> pd.Series:
@@ -222,10 +232,17 @@ def read_ohlcv_csv(
     text = _read_text(path)
     sep, decimal = _sniff_separators(text)
     try:
-        raw = pd.read_csv(
-            io.StringIO(text), sep=sep, dtype=str, keep_default_na=False,
-            skip_blank_lines=False, quoting=csv.QUOTE_MINIMAL, skipinitialspace=True,
-        )
+        with warnings.catch_warnings():
+            # pandas only warns when a row has more fields than the header
+            # and then drops them: that is lost data, so it is an error here.
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            raw = pd.read_csv(
+                io.StringIO(text), sep=sep, dtype=str, keep_default_na=False, index_col=False,
+                skip_blank_lines=False, quoting=csv.QUOTE_MINIMAL, skipinitialspace=True,
+            )
+    except pd.errors.ParserWarning:
+        line = _first_long_line(text, sep)
+        raise SourceError(f"{path.name}: line {line} has more fields than the header") from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, csv.Error) as error:
         message = str(error).strip().splitlines()[-1]
         raise SourceError(f"{path.name}: not a readable CSV file: {message}") from None
