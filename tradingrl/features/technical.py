@@ -5,9 +5,9 @@ windows, positive shifts). Levels are made scale-free (ratios to the close,
 log returns, oscillators) so one model can read many symbols. Indicators that
 ``ta`` computes with Python loops are taken from
 :mod:`tradingrl.features.fast_indicators` (numba, checked against ``ta`` in
-the tests); the rest come from ``ta`` itself. ``ta`` options that read the
-future are avoided: Ichimoku with ``visual=True`` and DPO fill their shifted
-values with the whole series' mean.
+the tests); the rest come from ``ta`` itself, except KST, TRIX and Vortex (see
+below). ``ta`` options that read the future are avoided: Ichimoku with
+``visual=True`` and DPO fill their shifted values with the whole series' mean.
 
 Windows are in bars. Warm-up: EMA-based indicators start from the first bar
 but need ~3x their span to forget it; :data:`MIN_WARMUP_BARS` is the least a
@@ -62,6 +62,41 @@ def _log_ratio(a: pd.Series, b: pd.Series) -> pd.Series:
     return np.log(a / b)
 
 
+# ta 0.11's KST, TRIX and Vortex fill the first shifted value with the mean of
+# the whole series (`shift(k, fill_value=series.mean())`), so early values
+# depend on the future. These are the same formulas with the gap left empty;
+# tests check they equal ta's once the filled value has left every window.
+
+
+def kst(c: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """Know Sure Thing (Pring) with ta's default windows; (kst, signal)."""
+    def roc_sma(shift: int, window: int) -> pd.Series:
+        return (c / c.shift(shift) - 1.0).rolling(window).mean()
+
+    value = 100.0 * (
+        roc_sma(10, 10) + 2.0 * roc_sma(15, 10) + 3.0 * roc_sma(20, 10) + 4.0 * roc_sma(30, 15)
+    )
+    return value, value.rolling(9).mean()
+
+
+def trix(c: pd.Series, window: int = 15) -> pd.Series:
+    """Percent change of a triple EMA (ta's spans and seeding)."""
+    ema3 = c
+    for _ in range(3):
+        ema3 = ema3.ewm(span=window, min_periods=window, adjust=False).mean()
+    return 100.0 * (ema3 / ema3.shift(1) - 1.0)
+
+
+def vortex(h: pd.Series, low: pd.Series, c: pd.Series, window: int = 14) -> tuple[pd.Series, pd.Series]:
+    """Vortex indicator (VI+, VI-); the first bar's true range is high - low."""
+    prev = c.shift(1)
+    true_range = np.fmax(h - low, np.fmax((h - prev).abs(), (low - prev).abs()))
+    total = true_range.rolling(window).sum()
+    plus = (h - low.shift(1)).abs().rolling(window).sum() / total
+    minus = (low - h.shift(1)).abs().rolling(window).sum() / total
+    return plus, minus
+
+
 def compute_features(
     open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.ndarray, volume: np.ndarray
 ) -> pd.DataFrame:
@@ -71,7 +106,16 @@ def compute_features(
     early rows hold NaN where a window is not yet full. Prices must be
     positive and volume non-negative (the validated contract).
     """
-    import ta  # heavy-ish (pulls in the indicator modules); only the stage needs it
+    # Zero volume or flat bars give 0/0 or log(0) in a few ratios: those rows
+    # become NaN/inf here and are dropped (and counted) by the table builder.
+    with np.errstate(divide="ignore", invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        frame = _compute(open_, high, low, close, volume)
+    return frame.replace([np.inf, -np.inf], np.nan)
+
+
+def _compute(open_, high, low, close, volume) -> pd.DataFrame:
+    import ta  # pulls in all indicator modules; only the feature stage needs it
 
     o = pd.Series(open_, dtype="float64")
     h = pd.Series(high, dtype="float64")
@@ -118,15 +162,13 @@ def compute_features(
     f["macd_diff"] = macd.macd_diff() / c
     adx = fast.adx(high, low, close, window=14)
     f["adx"], f["adx_pos"], f["adx_neg"] = adx.adx, adx.adx_pos, adx.adx_neg
-    vortex = ta.trend.VortexIndicator(h, low_, c, window=14)
-    f["vortex_pos"] = vortex.vortex_indicator_pos()
-    f["vortex_neg"] = vortex.vortex_indicator_neg()
-    f["vortex_diff"] = vortex.vortex_indicator_diff()
-    f["trix"] = ta.trend.TRIXIndicator(c, window=15).trix()
+    f["vortex_pos"], f["vortex_neg"] = vortex(h, low_, c, window=14)
+    f["vortex_diff"] = f["vortex_pos"] - f["vortex_neg"]
+    f["trix"] = trix(c, window=15)
     f["mass_index"] = ta.trend.MassIndex(h, low_, window_fast=9, window_slow=25).mass_index()
     f["cci"] = fast.cci(high, low, close, window=20, constant=0.015)
-    kst = ta.trend.KSTIndicator(c)
-    f["kst"], f["kst_signal"], f["kst_diff"] = kst.kst(), kst.kst_sig(), kst.kst_diff()
+    f["kst"], f["kst_signal"] = kst(c)
+    f["kst_diff"] = f["kst"] - f["kst_signal"]
     ichimoku = ta.trend.IchimokuIndicator(h, low_, window1=9, window2=26, window3=52, visual=False)
     f["ichimoku_conversion"] = c / ichimoku.ichimoku_conversion_line() - 1.0
     f["ichimoku_base"] = c / ichimoku.ichimoku_base_line() - 1.0
@@ -134,13 +176,11 @@ def compute_features(
     f["ichimoku_b"] = c / ichimoku.ichimoku_b() - 1.0
     aroon = fast.aroon(high, low, window=25)
     f["aroon_up"], f["aroon_down"] = aroon.aroon_up, aroon.aroon_down
-    f["aroon_indicator"] = aroon.aroon_up - aroon.aroon_down
-    with warnings.catch_warnings():  # STC divides 0/0 on flat stretches; NaN is dropped later
-        warnings.simplefilter("ignore", RuntimeWarning)
-        f["stc"] = ta.trend.STCIndicator(c, window_slow=50, window_fast=23, cycle=10).stc()
+    f["aroon_indicator"] = aroon.aroon_indicator
+    f["stc"] = ta.trend.STCIndicator(c, window_slow=50, window_fast=23, cycle=10).stc()
     psar = fast.psar(high, low, close, step=0.02, max_step=0.2)
     f["psar_distance"] = (c - psar.psar) / c
-    f["psar_uptrend"] = psar.uptrend.astype("float64")
+    f["psar_uptrend"] = np.where(np.isnan(psar.psar_up), 0.0, 1.0)
 
     f["rsi_14"] = ta.momentum.RSIIndicator(c, window=14).rsi()
     stoch_rsi = ta.momentum.StochRSIIndicator(c, window=14, smooth1=3, smooth2=3)
@@ -160,7 +200,7 @@ def compute_features(
     pvo = ta.momentum.PercentageVolumeOscillator(v)
     f["pvo"], f["pvo_signal"], f["pvo_hist"] = pvo.pvo(), pvo.pvo_signal(), pvo.pvo_hist()
 
-    f["atr_14"] = fast.atr(high, low, close, window=14) / close
+    f["atr_14"] = fast.average_true_range(high, low, close, window=14) / close
     bb = ta.volatility.BollingerBands(c, window=20, window_dev=2)
     f["bb_pband"], f["bb_wband"] = bb.bollinger_pband(), bb.bollinger_wband()
     f["bb_hband_indicator"] = bb.bollinger_hband_indicator()
@@ -171,12 +211,11 @@ def compute_features(
     f["dc_pband"], f["dc_wband"] = dc.donchian_channel_pband(), dc.donchian_channel_wband()
     f["ulcer_index"] = fast.ulcer_index(close, window=14)
 
-    f["mfi_14"] = fast.mfi(high, low, close, volume, window=14)
+    f["mfi_14"] = fast.money_flow_index(high, low, close, volume, window=14)
     f["cmf_20"] = ta.volume.ChaikinMoneyFlowIndicator(h, low_, c, v, window=20).chaikin_money_flow()
     force = ta.volume.ForceIndexIndicator(c, v, window=13).force_index()
     f["force_index_13"] = force / (c * v20)
     vwap = ta.volume.VolumeWeightedAveragePrice(h, low_, c, v, window=14)
     f["vwap_ratio_14"] = c / vwap.volume_weighted_average_price() - 1.0
 
-    frame = pd.DataFrame({name: np.asarray(f[name], dtype="float64") for name in FEATURE_COLUMNS})
-    return frame.replace([np.inf, -np.inf], np.nan)
+    return pd.DataFrame({name: np.asarray(f[name], dtype="float64") for name in FEATURE_COLUMNS})

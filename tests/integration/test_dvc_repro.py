@@ -1,0 +1,106 @@
+"""`dvc repro` of the data stages in a temporary copy of the repository, on a
+small params profile: outputs exist, every row is accounted for, a second
+repro reruns nothing, and a CSV source with a bad row quarantines it."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from tradingrl.features.contract import feature_schema
+
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+
+
+def sh(args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1"}
+    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+@pytest.fixture()
+def repo_copy(tmp_path: Path) -> Path:
+    files = sh(["git", "ls-files", "-co", "--exclude-standard"], REPO).stdout.split()
+    dest = tmp_path / "repo"
+    for name in files:
+        source = REPO / name
+        if source.is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, dest / name)
+    sh(["git", "init", "-q"], dest)
+    sh(["git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A"], dest)
+    sh(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "copy"], dest)
+    return dest
+
+
+def set_params(repo: Path, **sections) -> None:
+    path = repo / "params.yaml"
+    params = yaml.safe_load(path.read_text())
+    for section, values in sections.items():
+        for key, value in values.items():
+            params[section][key] = value
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def test_repro_builds_validated_features_and_is_cached(repo_copy: Path):
+    set_params(repo_copy, ingest={"synthetic": {"n_symbols": 3, "n_bars": 400, "start": "2015-01-02", "seed": 3}})
+    sh(["dvc", "repro"], repo_copy)
+
+    raw = pd.read_parquet(repo_copy / "data/raw/ohlcv.parquet")
+    assert len(raw) == 1200
+    report = json.loads((repo_copy / "reports/validation.json").read_text())
+    assert report["rows_in"] == 1200 == report["rows_valid"] + report["rows_quarantined"]
+    assert report["passed"] is True
+    assert (repo_copy / "reports/data_docs/index.html").is_file()
+    features = pd.read_parquet(repo_copy / "data/features/features.parquet")
+    feature_schema().validate(features)
+    assert len(features) == report["rows_valid"] - 3 * 120  # warm-up dropped per symbol
+    listed = json.loads((repo_copy / "data/features/feature_list.json").read_text())["features"]
+    assert listed == list(features.columns[2:-3])
+
+    again = sh(["dvc", "repro"], repo_copy)
+    assert "Running stage" not in again.stdout
+    sh(["dvc", "status"], repo_copy)
+
+
+def test_repro_from_csv_quarantines_a_bad_row(repo_copy: Path):
+    external = repo_copy / "data/external"
+    rows = ["Date,Open,High,Low,Close,Adj Close,Volume"]
+    for i, day in enumerate(pd.bdate_range("2020-01-02", periods=300)):
+        price = 100 + (i % 17) * 0.5 + i * 0.05
+        rows.append(f"{day.date()},{price},{price + 1},{price - 1},{price + 0.2},{price},{1000 + i}")
+    rows[150] = rows[150].rsplit(",", 1)[0] + ",-5"  # negative volume
+    (external / "ACME.csv").write_text("\n".join(rows) + "\n")
+    set_params(repo_copy, ingest={"source": "csv"})
+    sh(["dvc", "repro"], repo_copy)
+
+    report = json.loads((repo_copy / "reports/validation.json").read_text())
+    assert report["per_symbol"] == {"ACME": {"in": 300, "valid": 299, "quarantined": 1}}
+    assert report["per_reason"] == {"volume:negative": 1}
+    quarantine = pd.read_parquet(repo_copy / "data/quarantine/quarantine.parquet")
+    assert quarantine["volume"].tolist() == [-5.0]
+    assert len(pd.read_parquet(repo_copy / "data/features/features.parquet")) == 299 - 120
+
+
+def test_validate_stage_fails_with_one_line_over_the_threshold(repo_copy: Path):
+    rows = ["date,open,high,low,close,volume"]
+    for i, day in enumerate(pd.bdate_range("2020-01-02", periods=200)):
+        rows.append(f"{day.date()},10,11,9,10.5,{-1 if i % 10 == 0 else 100}")
+    (repo_copy / "data/external/BAD.csv").write_text("\n".join(rows) + "\n")
+    set_params(repo_copy, ingest={"source": "csv"})
+    result = sh(["dvc", "repro"], repo_copy, check=False)
+    assert result.returncode != 0
+    assert "error: quarantined 20 of 200 rows (10.00%, limit 1.00%)" in result.stderr
