@@ -25,6 +25,7 @@ from tradingrl.data.expectations import (
     NOT_NULL,
     PRICE_SPIKE,
     QUARANTINE,
+    RETURN_OUTLIER,
     ROW_COUNT,
     SPIKE_LOG_MOVE,
     WARN,
@@ -241,7 +242,7 @@ def test_clean_frame_passes_everything(clean_report):
     assert clean_report.success
     assert clean_report.quarantine_reasons() == {}
     names = [o.name for o in clean_report.outcomes]
-    assert names[:4] == [PRICE_SPIKE, BAR_RANGE, COMPLETENESS, CALENDAR_GAP]
+    assert names[:5] == [PRICE_SPIKE, BAR_RANGE, RETURN_OUTLIER, COMPLETENESS, CALENDAR_GAP]
     assert names.count(NOT_NULL) == len(OHLCV_COLUMNS)
     assert names[-1] == ROW_COUNT
     severities = {o.name: o.severity for o in clean_report.outcomes}
@@ -262,7 +263,8 @@ def test_spike_is_quarantined_on_exactly_its_row(spiked, spiked_report):
     # Scaling all of O/H/L/C keeps the bar's own range: not a bar_range failure.
     assert by_name(spiked_report, BAR_RANGE).success
     # Nothing about the dataset is wrong.
-    assert all(o.success for o in spiked_report.outcomes if o.severity == WARN)
+    # The jump into the spike is also a one-way outlier: warned, not quarantined twice.
+    assert [o.name for o in spiked_report.failed(WARN)] == [RETURN_OUTLIER]
     derived = add_derived_columns(frame)
     position = frame.index.get_loc(label)
     neighbours = frame.index[[position - 1, position + 1]]
@@ -278,6 +280,9 @@ def test_one_way_drop_is_not_a_spike(clean):
     report = run_expectations(frame, **THRESHOLDS)
     assert by_name(report, PRICE_SPIKE).success
     assert report.quarantine_reasons() == {}
+    # ...but a 50 % one-way move is worth a warning (unadjusted split?).
+    outlier = by_name(report, RETURN_OUTLIER)
+    assert not outlier.success and outlier.unexpected_count == 1
 
 
 def test_wide_bar_is_quarantined_by_bar_range(clean):

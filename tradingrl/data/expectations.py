@@ -16,6 +16,10 @@ looking only at the previous and next bar *of the same symbol*:
     crash) gives ~0 (the smaller move is the ordinary one next to it).
 ``bar_range_log``
     ``log(high / low)``.
+``abs_log_return``
+    ``|log(close_t / close_{t-1})|`` within a symbol; NaN on its first bar. A
+    one-way move above the limit (an unadjusted split, prices switching
+    units) is a warning: it may be real, so the rows are kept.
 ``gap_days``
     Calendar days (fractional for intraday bars) since the symbol's previous
     bar; **NaN on a symbol's first bar** (there is no previous bar). GX's
@@ -62,9 +66,12 @@ SUITE_NAME = "ohlcv_distribution"
 
 SPIKE_LOG_MOVE = "spike_log_move"
 BAR_RANGE_LOG = "bar_range_log"
+ABS_LOG_RETURN = "abs_log_return"
 GAP_DAYS = "gap_days"
 MISSING_BARS_BEFORE = "missing_bars_before"
-DERIVED_COLUMNS: tuple[str, ...] = (SPIKE_LOG_MOVE, BAR_RANGE_LOG, GAP_DAYS, MISSING_BARS_BEFORE)
+DERIVED_COLUMNS: tuple[str, ...] = (
+    SPIKE_LOG_MOVE, BAR_RANGE_LOG, ABS_LOG_RETURN, GAP_DAYS, MISSING_BARS_BEFORE
+)
 
 QUARANTINE = "quarantine"
 WARN = "warn"
@@ -72,6 +79,7 @@ WARN = "warn"
 # Our short names of the checks.
 PRICE_SPIKE = "price_spike"
 BAR_RANGE = "bar_range"
+RETURN_OUTLIER = "return_outlier"
 COMPLETENESS = "completeness"
 CALENDAR_GAP = "calendar_gap"
 NOT_NULL = "not_null"
@@ -203,6 +211,7 @@ def _assign_derived(frame: pd.DataFrame) -> None:
     if n == 0:
         frame[SPIKE_LOG_MOVE] = np.zeros(0)
         frame[BAR_RANGE_LOG] = np.zeros(0)
+        frame[ABS_LOG_RETURN] = np.zeros(0)
         frame[GAP_DAYS] = np.zeros(0)
         frame[MISSING_BARS_BEFORE] = np.zeros(0, dtype=np.int64)
         return
@@ -225,6 +234,7 @@ def _assign_derived(frame: pd.DataFrame) -> None:
     ret = np.log(frame["close"].to_numpy(dtype=np.float64)[order])
     ret[1:] = ret[1:] - ret[:-1]  # ret[i] = log(close_i / close_{i-1}) within a symbol
     ret[~same_as_prev] = np.nan
+    frame[ABS_LOG_RETURN] = unsort(np.abs(ret))
     ret_next = np.full(n, np.nan)  # NaN on a symbol's last bar: ret of a first bar is NaN
     ret_next[:-1] = ret[1:]
     with np.errstate(invalid="ignore"):
@@ -269,6 +279,7 @@ def build_suite(
     *,
     max_spike_log_move: float,
     max_bar_range_log: float,
+    max_abs_log_return: float,
     max_gap_days: float,
     min_completeness: float,
 ) -> Any:
@@ -281,6 +292,7 @@ def build_suite(
     for name, value in (
         ("max_spike_log_move", max_spike_log_move),
         ("max_bar_range_log", max_bar_range_log),
+        ("max_abs_log_return", max_abs_log_return),
         ("max_gap_days", max_gap_days),
     ):
         if not (math.isfinite(value) and value >= 0):
@@ -296,6 +308,11 @@ def build_suite(
             column=BAR_RANGE_LOG,
             max_value=max_bar_range_log,
             meta=_meta(BAR_RANGE, QUARANTINE),
+        ),
+        gxe.ExpectColumnValuesToBeBetween(
+            column=ABS_LOG_RETURN,
+            max_value=max_abs_log_return,
+            meta=_meta(RETURN_OUTLIER, WARN),
         ),
         gxe.ExpectColumnValuesToBeBetween(
             column=MISSING_BARS_BEFORE,
@@ -498,6 +515,7 @@ def run_expectations(
     max_bar_range_log: float,
     max_gap_days: float,
     min_completeness: float,
+    max_abs_log_return: float = 0.5,
     docs_dir: Path | None = None,
 ) -> ExpectationReport:
     """Validate ``frame`` (OHLCV rows that passed the per-row contract) with GX.
@@ -514,6 +532,7 @@ def run_expectations(
     suite = build_suite(
         max_spike_log_move=max_spike_log_move,
         max_bar_range_log=max_bar_range_log,
+        max_abs_log_return=max_abs_log_return,
         max_gap_days=max_gap_days,
         min_completeness=min_completeness,
     )

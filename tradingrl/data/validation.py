@@ -30,6 +30,8 @@ class ValidationThresholds:
     max_spike_log_move: a bar whose close jumps away and straight back by more
         than this log move (1.0 ~ x2.7) is an isolated spike and quarantined.
     max_bar_range_log: a bar with log(high/low) above this is quarantined.
+    max_abs_log_return: a close-to-close log move above this (one way) warns
+        (0.5 ~ +65% / -39%); the row is kept, it may be real.
     max_gap_days: calendar days between two bars of a symbol above which the
         calendar-gap expectation warns.
     min_completeness: share of bars with no missing session before them (on
@@ -39,6 +41,7 @@ class ValidationThresholds:
     max_quarantine_share: float = 0.01
     max_spike_log_move: float = 1.0
     max_bar_range_log: float = 1.0
+    max_abs_log_return: float = 0.5
     max_gap_days: float = 7.0
     min_completeness: float = 0.99
 
@@ -94,6 +97,7 @@ def validate_ohlcv(
             passing,
             max_spike_log_move=thresholds.max_spike_log_move,
             max_bar_range_log=thresholds.max_bar_range_log,
+            max_abs_log_return=thresholds.max_abs_log_return,
             max_gap_days=thresholds.max_gap_days,
             min_completeness=thresholds.min_completeness,
             docs_dir=docs_dir,

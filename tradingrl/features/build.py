@@ -68,5 +68,7 @@ def build_feature_table(
         "warmup_bars": warmup_bars,
         "per_symbol": per_symbol,
     }
-    assert report["rows_in"] == report["rows_out"] + report["rows_warmup_dropped"] + report["rows_nonfinite_dropped"]
+    accounted = report["rows_out"] + report["rows_warmup_dropped"] + report["rows_nonfinite_dropped"]
+    if accounted != report["rows_in"]:  # a bug in this function, never in the data
+        raise AssertionError(f"feature row accounting broken: {report['rows_in']} != {accounted}")
     return out, report
