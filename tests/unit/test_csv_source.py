@@ -230,3 +230,10 @@ def test_cp1252_file_is_read(tmp_path):
     text = "date,open,high,low,close,volume,note\n2024-01-02,1,2,0.5,1.5,10,caf\u00e9\n"
     frame = read_ohlcv_csv(write(tmp_path, "X.csv", text, encoding="cp1252"))
     assert frame["close"].iloc[0] == 1.5
+
+
+def test_utf16_excel_export_is_read(tmp_path):
+    path = tmp_path / "X.csv"
+    path.write_bytes("date\topen\thigh\tlow\tclose\tvolume\n2024-01-02\t1\t2\t0.5\t1.5\t10\n".encode("utf-16"))
+    frame = read_ohlcv_csv(path)
+    assert frame["close"].tolist() == [1.5]

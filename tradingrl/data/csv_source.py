@@ -17,6 +17,7 @@ one-line message.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import gzip
 import io
@@ -84,6 +85,8 @@ def _read_text(path: Path) -> str:
             raise SourceError(f"{path.name}: not a readable gzip file: {error}") from None
     if not data.strip():
         raise SourceError(f"{path.name}: empty file")
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):  # Excel "Unicode text"
+        data = data.decode("utf-16").encode("utf-8")
     head = data[:65536]
     if b"\x00" in head:
         raise SourceError(f"{path.name}: binary content, not a CSV text file")
