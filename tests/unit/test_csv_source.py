@@ -237,3 +237,22 @@ def test_utf16_excel_export_is_read(tmp_path):
     path.write_bytes("date\topen\thigh\tlow\tclose\tvolume\n2024-01-02\t1\t2\t0.5\t1.5\t10\n".encode("utf-16"))
     frame = read_ohlcv_csv(path)
     assert frame["close"].tolist() == [1.5]
+
+
+def test_symbol_from_file_name_keeps_share_class_dots(tmp_path):
+    assert read_ohlcv_csv(write(tmp_path, "BRK.B.csv", YAHOO))["symbol"].iloc[0] == "BRK.B"
+    path = tmp_path / "SPY.csv.gz"
+    path.write_bytes(gzip.compress(YAHOO.encode()))
+    assert read_ohlcv_csv(path)["symbol"].iloc[0] == "SPY"
+
+
+def test_epoch_seconds_with_a_missing_cell(tmp_path):
+    text = "timestamp,open,high,low,close,volume\n1704205800,1,2,0.5,1.5,10\n,1,2,0.5,1.5,10\n"
+    frame = read_ohlcv_csv(write(tmp_path, "BTC.csv", text))
+    assert frame["timestamp"].iloc[0] == pd.Timestamp("2024-01-02 14:30", tz="UTC")
+    assert pd.isna(frame["timestamp"].iloc[1]) and frame["parse_error"].isna().all()
+
+
+def test_compact_yyyymmdd_dates(tmp_path):
+    text = "date,open,high,low,close,volume\n20240102,1,2,0.5,1.5,10\n"
+    assert read_ohlcv_csv(write(tmp_path, "X.csv", text))["timestamp"].iloc[0] == pd.Timestamp("2024-01-02", tz="UTC")

@@ -124,6 +124,15 @@ def _sniff_separators(text: str) -> tuple[str, str]:
     return sep, decimal
 
 
+def _symbol_from_name(name: str) -> str:
+    """``BRK.B.csv`` -> ``BRK.B``; ``AAPL.csv.gz`` -> ``AAPL``."""
+    lower = name.lower()
+    for suffix in sorted(CSV_SUFFIXES, key=len, reverse=True):
+        if lower.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
 def _first_long_line(text: str, sep: str) -> int:
     rows = csv.reader(io.StringIO(text), delimiter=sep)
     width = len(next(rows))
@@ -157,12 +166,14 @@ def _parse_timestamps(values: pd.Series, timezone: str, dayfirst: bool) -> pd.Se
     seconds, milliseconds or microseconds, chosen by magnitude.
     """
     text = values.str.strip()
-    if len(text) and text.str.fullmatch(r"\d{9,17}").all():
-        numbers = text.astype("int64")
-        unit = "s" if numbers.max() < 1e11 else "ms" if numbers.max() < 1e14 else "us"
-        return pd.to_datetime(numbers, unit=unit, utc=True)
-
     out = pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns, UTC]")
+    present = text[text != ""]
+    if len(present) and present.str.fullmatch(r"\d{9,17}").all():
+        numbers = present.astype("int64")
+        unit = "s" if numbers.max() < 1e11 else "ms" if numbers.max() < 1e14 else "us"
+        out[present.index] = pd.to_datetime(numbers, unit=unit, utc=True).dt.as_unit("ns")
+        return out
+
     has_offset = text.str.contains(_OFFSET_RE, regex=True, na=False)
     for aware, part in ((True, text[has_offset]), (False, text[~has_offset])):
         if part.empty:
@@ -273,7 +284,7 @@ def read_ohlcv_csv(
         sym = frame[SYMBOL].str.strip()
         out[SYMBOL] = sym.where(sym != "", None)
     else:
-        out[SYMBOL] = symbol if symbol is not None else path.name.split(".")[0]
+        out[SYMBOL] = symbol if symbol is not None else _symbol_from_name(path.name)
     for column in (*PRICE_COLUMNS, "volume", "adj_close"):
         if column not in frame.columns:
             continue

@@ -110,11 +110,12 @@ def compute_features(
     # become NaN/inf here and are dropped (and counted) by the table builder.
     with np.errstate(divide="ignore", invalid="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        frame = _compute(open_, high, low, close, volume)
-    return frame.replace([np.inf, -np.inf], np.nan)
+        values = _compute(open_, high, low, close, volume)
+    values[~np.isfinite(values)] = np.nan
+    return pd.DataFrame(values, columns=list(FEATURE_COLUMNS), copy=False)
 
 
-def _compute(open_, high, low, close, volume) -> pd.DataFrame:
+def _compute(open_, high, low, close, volume) -> np.ndarray:
     import ta  # pulls in all indicator modules; only the feature stage needs it
 
     o = pd.Series(open_, dtype="float64")
@@ -218,4 +219,7 @@ def _compute(open_, high, low, close, volume) -> pd.DataFrame:
     vwap = ta.volume.VolumeWeightedAveragePrice(h, low_, c, v, window=14)
     f["vwap_ratio_14"] = c / vwap.volume_weighted_average_price() - 1.0
 
-    return pd.DataFrame({name: np.asarray(f[name], dtype="float64") for name in FEATURE_COLUMNS})
+    out = np.empty((len(c), len(FEATURE_COLUMNS)))
+    for j, name in enumerate(FEATURE_COLUMNS):
+        out[:, j] = f[name]
+    return out
