@@ -65,6 +65,7 @@ def test_repro_builds_validated_features_and_is_cached(repo_copy: Path):
     assert report["rows_in"] == 1200 == report["rows_valid"] + report["rows_quarantined"]
     assert report["passed"] is True
     assert (repo_copy / "reports/data_docs/index.html").is_file()
+    assert report["expectations"]["docs_index"] == "data_docs/index.html"  # no clone path inside
     features = pd.read_parquet(repo_copy / "data/features/features.parquet")
     feature_schema().validate(features)
     assert len(features) == report["rows_valid"] - 3 * 120  # warm-up dropped per symbol

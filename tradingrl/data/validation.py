@@ -154,9 +154,21 @@ def _report(raw, valid, quarantine, reasons, thresholds, expectations) -> dict:
         "per_symbol": per_symbol,
         "per_reason": dict(sorted(per_reason.items())),
         "warnings": warnings,
-        "expectations": expectations.to_dict() if expectations is not None else None,
+        "expectations": _expectations_dict(expectations),
         "thresholds": asdict(thresholds),
     }
+
+
+def _expectations_dict(expectations) -> dict | None:
+    if expectations is None:
+        return None
+    payload = expectations.to_dict()
+    if payload.get("docs_index"):
+        # Relative to the report's folder (the docs sit beside it), so the
+        # report is byte-identical wherever the repository is cloned.
+        index = Path(payload["docs_index"])
+        payload["docs_index"] = str(Path(index.parent.name) / index.name)
+    return payload
 
 
 def write_validation(
