@@ -55,6 +55,13 @@ def test_each_column_rule_names_the_row_and_reason(column, value, reason):
     assert reason in failures[2]
 
 
+def test_infinite_values_are_quarantined():
+    frame = bars()
+    frame.loc[1, ["open", "high", "low", "close"]] = np.inf
+    frame.loc[3, "volume"] = np.inf
+    assert row_failures(frame) == {1: ["infinite_value"], 3: ["infinite_value"]}
+
+
 def test_zero_volume_is_allowed():
     frame = bars()
     frame.loc[1, "volume"] = 0.0

@@ -19,6 +19,7 @@ from pandera.typing import Series
 from tradingrl.data.columns import (
     OHLCV_COLUMNS,
     PARSE_ERROR,
+    PRICE_COLUMNS,
     SYMBOL,
     SYMBOL_PATTERN,
     TIMESTAMP,
@@ -66,6 +67,11 @@ class RawOHLCV(pa.DataFrameModel):
     def low_above_open_or_close(cls, df: pd.DataFrame) -> pd.Series:
         known = _both_known(df["low"], df["open"], df["close"])
         return ~known | (df["low"] <= np.minimum(df["open"], df["close"]))
+
+    @pa.dataframe_check
+    def infinite_value(cls, df: pd.DataFrame) -> pd.Series:
+        values = df[[*PRICE_COLUMNS, "volume"]].to_numpy(dtype="float64")
+        return pd.Series(~np.isinf(values).any(axis=1), index=df.index)
 
     @pa.dataframe_check
     def duplicate_timestamp(cls, df: pd.DataFrame) -> pd.Series:

@@ -171,7 +171,7 @@ def _parse_timestamps(values: pd.Series, timezone: str, dayfirst: bool) -> pd.Se
     if len(present) and present.str.fullmatch(r"\d{9,17}").all():
         numbers = present.astype("int64")
         unit = "s" if numbers.max() < 1e11 else "ms" if numbers.max() < 1e14 else "us"
-        out[present.index] = pd.to_datetime(numbers, unit=unit, utc=True).dt.as_unit("ns")
+        out[present.index] = pd.to_datetime(numbers, unit=unit, utc=True, errors="coerce")
         return out
 
     has_offset = text.str.contains(_OFFSET_RE, regex=True, na=False)
@@ -207,7 +207,9 @@ def _canonical_columns(raw: pd.DataFrame, name: str) -> pd.DataFrame:
         if canonical is None or canonical in mapping.values():
             continue
         mapping[column] = canonical
-    frame = raw.rename(columns=mapping)[list(mapping.values())]
+    # Built column by column: renaming could leave two columns of one name
+    # (a file with both "Date" and "timestamp" keeps the first).
+    frame = pd.DataFrame({canonical: raw[column] for column, canonical in mapping.items()})
     normalised = {_normalise_header(c): c for c in raw.columns}
     # Separate date and time columns: join them into one timestamp.
     if "date" in normalised and "time" in normalised:
