@@ -139,6 +139,21 @@ def test_zero_volume_stretch_drops_rows_and_counts_them():
     assert np.isfinite(table[list(FEATURE_COLUMNS)].to_numpy()).all()
 
 
+def test_constant_volume_keeps_rows_and_zero_volume_names_the_culprits():
+    bars = random_bars(300, 8)
+    bars["volume"][:] = 500.0
+    table, report = build_feature_table(long_frame({"AAA": bars}), SPEC, warmup_bars=120)
+    assert report["rows_out"] == 180 and (table["log_volume_z20"] == 0).all()
+    bars["volume"][:] = 0.0
+    with pytest.raises(ValueError, match=r"all 180 rows after warm-up have undefined features.*volume_ratio_5_20 \(180\)"):
+        build_feature_table(long_frame({"AAA": bars}), SPEC, warmup_bars=120)
+
+
+def test_too_short_series_say_so():
+    with pytest.raises(ValueError, match="at most 120 bars"):
+        build_feature_table(long_frame({"AAA": random_bars(100, 9)}), SPEC, warmup_bars=120)
+
+
 def test_warmup_shorter_than_the_longest_window_is_refused():
     with pytest.raises(ValueError, match="warmup_bars"):
         build_feature_table(long_frame({"AAA": random_bars(300, 7)}), SPEC, warmup_bars=10)

@@ -25,6 +25,7 @@ def build_feature_table(
         raise ValueError(f"warmup_bars must be >= {MIN_WARMUP_BARS}, got {warmup_bars}")
     parts: list[pd.DataFrame] = []
     per_symbol: dict[str, dict] = {}
+    nonfinite_by_feature = np.zeros(len(FEATURE_COLUMNS), dtype=np.int64)
     for symbol, group in bars.groupby("symbol", sort=True):
         group = group.sort_values("timestamp")
         stamps = group["timestamp"].reset_index(drop=True)
@@ -36,7 +37,9 @@ def build_feature_table(
             axis=1,
         )
         after_warmup = table.iloc[warmup_bars:]
-        finite = np.isfinite(after_warmup[list(FEATURE_COLUMNS)].to_numpy()).all(axis=1)
+        finite_cells = np.isfinite(after_warmup[list(FEATURE_COLUMNS)].to_numpy())
+        finite = finite_cells.all(axis=1)
+        nonfinite_by_feature += (~finite_cells).sum(axis=0)
         kept = after_warmup[finite]
         per_symbol[str(symbol)] = {
             "bars": len(group),
@@ -48,8 +51,21 @@ def build_feature_table(
     if not parts:
         raise ValueError("no bars to build features from")
     out = pd.concat(parts, ignore_index=True)
+    worst = {
+        FEATURE_COLUMNS[j]: int(nonfinite_by_feature[j])
+        for j in np.argsort(-nonfinite_by_feature, kind="stable")[:5]
+        if nonfinite_by_feature[j] > 0
+    }
     if out.empty:
-        raise ValueError(f"no rows left after dropping {warmup_bars} warm-up bars per symbol")
+        after = sum(max(0, s["bars"] - warmup_bars) for s in per_symbol.values())
+        detail = (
+            f"all {after} rows after warm-up have undefined features, most often "
+            + ", ".join(f"{name} ({count})" for name, count in worst.items())
+            + " (constant prices or zero volume?)"
+            if after
+            else f"every symbol has at most {warmup_bars} bars (features.warmup_bars)"
+        )
+        raise ValueError(f"no feature rows left: {detail}")
     labelled = out["label"].dropna()
     report = {
         "rows_in": int(len(bars)),
@@ -57,6 +73,7 @@ def build_feature_table(
         "rows_warmup_dropped": sum(s["warmup_dropped"] for s in per_symbol.values()),
         "rows_nonfinite_dropped": sum(s["nonfinite_dropped"] for s in per_symbol.values()),
         "rows_labelled": int(len(labelled)),
+        "nonfinite_by_feature": worst,
         "n_features": len(FEATURE_COLUMNS),
         "features": list(FEATURE_COLUMNS),
         "label": {

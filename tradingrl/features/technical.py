@@ -146,7 +146,10 @@ def _compute(open_, high, low, close, volume) -> np.ndarray:
     f["close_location"] = ((c - low_) / span).where(span > 0, 0.5)
 
     log_v = np.log1p(v)
-    f["log_volume_z20"] = (log_v - log_v.rolling(20).mean()) / log_v.rolling(20).std()
+    spread = log_v.rolling(20).std()
+    # Constant volume (some exports repeat one figure) has no spread: the bar
+    # sits exactly at its mean, z = 0, rather than an undefined 0/0.
+    f["log_volume_z20"] = ((log_v - log_v.rolling(20).mean()) / spread).where(spread != 0, 0.0)
     v20 = v.rolling(20).mean()
     f["volume_ratio_5_20"] = v.rolling(5).mean() / v20
     f["volume_trend_20_60"] = np.log(v20 / v.rolling(60).mean())
