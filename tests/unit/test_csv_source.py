@@ -256,3 +256,18 @@ def test_epoch_seconds_with_a_missing_cell(tmp_path):
 def test_compact_yyyymmdd_dates(tmp_path):
     text = "date,open,high,low,close,volume\n20240102,1,2,0.5,1.5,10\n"
     assert read_ohlcv_csv(write(tmp_path, "X.csv", text))["timestamp"].iloc[0] == pd.Timestamp("2024-01-02", tz="UTC")
+
+
+def test_short_rows_are_missing_cells_not_unparseable(tmp_path):
+    text = "date,open,high,low,close,volume\n2024-01-02,1,2,0.5\n2024-01-03,1,2,0.5,1.5,10\n"
+    frame = read_ohlcv_csv(write(tmp_path, "X.csv", text))
+    assert frame.loc[0, ["close", "volume"]].isna().all()
+    assert frame["parse_error"].isna().all()
+
+
+def test_unparseable_count_is_per_cell_even_with_equals_signs(tmp_path):
+    text = "symbol,date,open,high,low,close,volume\nEURUSD=X,2024-01-02,a=b,2,0.5,x,10\n"
+    stats = CsvReadStats()
+    frame = read_ohlcv_csv(write(tmp_path, "X.csv", text), stats=stats)
+    assert stats.cells_unparseable == 2
+    assert frame.loc[0, "parse_error"] == "X.csv line 2: open='a=b' close='x'"

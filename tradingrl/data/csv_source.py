@@ -271,17 +271,23 @@ def read_ohlcv_csv(
     frame = _canonical_columns(raw, path.name)
 
     errors = pd.Series("", index=frame.index, dtype=object)
+    unparseable = 0
 
-    def note(column: str, original: pd.Series, parsed: pd.Series) -> None:
-        present = ~original.str.strip().str.lower().isin(_MISSING_TEXT)
-        bad = present & parsed.isna()
+    def parse(column: str, parser) -> pd.Series:
+        """Parse one column; remember the original text of cells that fail.
+        Empty and NA-like cells are missing, not unparseable."""
+        nonlocal unparseable
+        original = frame[column]
+        missing = original.isna() | original.str.strip().str.lower().isin(_MISSING_TEXT)
+        parsed = parser(original.where(~missing, ""))
+        parsed[missing] = None
+        bad = ~missing & parsed.isna()
         errors[bad] = errors[bad] + f"{column}=" + original[bad].map(repr) + " "
+        unparseable += int(bad.sum())
+        return parsed
 
     out = pd.DataFrame(index=frame.index)
-    stamps = frame[TIMESTAMP].where(~frame[TIMESTAMP].str.strip().str.lower().isin(_MISSING_TEXT))
-    out[TIMESTAMP] = _parse_timestamps(stamps.fillna(""), timezone, dayfirst)
-    out.loc[stamps.isna(), TIMESTAMP] = pd.NaT
-    note(TIMESTAMP, frame[TIMESTAMP], out[TIMESTAMP])
+    out[TIMESTAMP] = parse(TIMESTAMP, lambda text: _parse_timestamps(text, timezone, dayfirst))
     if SYMBOL in frame.columns:
         sym = frame[SYMBOL].str.strip()
         out[SYMBOL] = sym.where(sym != "", None)
@@ -290,10 +296,8 @@ def read_ohlcv_csv(
     for column in (*PRICE_COLUMNS, "volume", "adj_close"):
         if column not in frame.columns:
             continue
-        values = frame[column].where(~frame[column].str.strip().str.lower().isin(_MISSING_TEXT))
-        out[column] = _parse_numbers(values.fillna(""), decimal, allow_suffix=column == "volume")
-        out.loc[values.isna(), column] = np.nan
-        note(column, frame[column], out[column])
+        suffix = column == "volume"
+        out[column] = parse(column, lambda text: _parse_numbers(text, decimal, allow_suffix=suffix))
     if adjust:
         if "adj_close" not in out.columns:
             raise SourceError(f"{path.name}: adjust=true needs an adjusted close column")
@@ -311,7 +315,7 @@ def read_ohlcv_csv(
         stats.files.append(path.name)
         stats.rows += len(out)
         stats.blank_lines_skipped += int(blank.sum())
-        stats.cells_unparseable += int(errors[has_error].str.count("=").sum())
+        stats.cells_unparseable += unparseable
     return out.reset_index(drop=True)
 
 
