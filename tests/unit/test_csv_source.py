@@ -271,3 +271,15 @@ def test_unparseable_count_is_per_cell_even_with_equals_signs(tmp_path):
     frame = read_ohlcv_csv(write(tmp_path, "X.csv", text), stats=stats)
     assert stats.cells_unparseable == 2
     assert frame.loc[0, "parse_error"] == "X.csv line 2: open='a=b' close='x'"
+
+
+def test_prices_round_trip_exactly(tmp_path):
+    rng = np.random.default_rng(0)
+    close = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, 2000)))
+    frame = pd.DataFrame(
+        {"date": pd.bdate_range("2010-01-01", periods=2000).strftime("%Y-%m-%d"),
+         "open": close, "high": close * 1.01, "low": close * 0.99, "close": close, "volume": 1e6}
+    )
+    frame.to_csv(tmp_path / "X.csv", index=False)  # repr: shortest exact decimal
+    back = read_ohlcv_csv(tmp_path / "X.csv")
+    np.testing.assert_array_equal(back["close"].to_numpy(), close)

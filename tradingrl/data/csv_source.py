@@ -50,6 +50,10 @@ _ALIASES: dict[str, str] = {
     "adj_close": "adj_close", "adjusted_close": "adj_close", "adj_close_price": "adj_close",
 }
 _MISSING_TEXT = {"", "nan", "na", "n/a", "null", "none", "-", "#n/a", "nat"}
+# The spellings files really use, matched without string transforms (fast).
+_MISSING_EXACT = sorted(
+    _MISSING_TEXT | {t.upper() for t in _MISSING_TEXT} | {"NaN", "NaT", "None", "Null", "N/A", "#N/A"}
+)
 _OFFSET_RE = r"(?:[zZ]|[+-]\d{2}:?\d{2}|\s*UTC|\s*GMT)$"
 _SUFFIX = {"k": 1e3, "m": 1e6, "b": 1e9}
 
@@ -133,6 +137,15 @@ def _symbol_from_name(name: str) -> str:
     return name
 
 
+def _blank_rows(raw: pd.DataFrame) -> pd.Series:
+    """Rows read from empty or whitespace-only lines (every field empty)."""
+    empty = raw.isna() | (raw == "")
+    blank = empty.iloc[:, 1:].all(axis=1).to_numpy(dtype=bool)
+    first = pd.Series(raw.iloc[:, 0].to_numpy()[blank], dtype=object)
+    blank[blank] = first.fillna("").str.strip().eq("").to_numpy(dtype=bool)
+    return pd.Series(blank, index=raw.index)
+
+
 def _first_long_line(text: str, sep: str) -> int:
     rows = csv.reader(io.StringIO(text), delimiter=sep)
     width = len(next(rows))
@@ -143,7 +156,21 @@ def _first_long_line(text: str, sep: str) -> int:
 
 
 def _parse_numbers(values: pd.Series, decimal: str, allow_suffix: bool) -> pd.Series:
-    """Text to float64; unparseable text becomes NaN (the caller records it)."""
+    """Text to float64; unparseable text becomes NaN (the caller records it).
+
+    Plain numbers are read in one C-level pass; only cells that fail it (and
+    every cell of a decimal-comma file) go through the string clean-up.
+    """
+    if decimal == ".":
+        fast = _to_float(values)
+        retry = fast.isna() & (values != "")
+        if retry.any():
+            fast[retry] = _clean_numbers(values[retry], decimal, allow_suffix)
+        return fast
+    return _clean_numbers(values, decimal, allow_suffix)
+
+
+def _clean_numbers(values: pd.Series, decimal: str, allow_suffix: bool) -> pd.Series:
     text = values.str.strip().str.replace(r"[$€£¥\s\u00a0']", "", regex=True)
     if decimal == ",":
         text = text.str.replace(".", "", regex=False).str.replace(",", ".", regex=False)
@@ -155,7 +182,24 @@ def _parse_numbers(values: pd.Series, decimal: str, allow_suffix: bool) -> pd.Se
         has_suffix = suffix.isin(list(_SUFFIX)) & text.str[:-1].str.match(r"^[+-]?[\d.]+$")
         multiplier[has_suffix] = suffix[has_suffix].map(_SUFFIX)
         text = text.where(~has_suffix, text.str[:-1])
-    return pd.to_numeric(text, errors="coerce") * multiplier
+    return _to_float(text) * multiplier
+
+
+def _to_float(text: pd.Series) -> pd.Series:
+    """Text to float64, NaN where it is not a number, correctly rounded.
+
+    pd.to_numeric finds what parses, but its fast C parser is off by one ulp
+    on ~1/6 of decimal strings; the values are then converted again by
+    Python's float(), which rounds exactly, so a CSV round-trip loses nothing.
+    """
+    approx = pd.to_numeric(text, errors="coerce")
+    ok = approx.notna().to_numpy()
+    out = np.full(len(text), np.nan)
+    try:
+        out[ok] = text.to_numpy(dtype=object)[ok].astype(np.float64)
+    except ValueError:  # a form only pandas reads: keep its (at most 1 ulp off) value
+        out[ok] = approx.to_numpy(dtype=np.float64)[ok]
+    return pd.Series(out, index=text.index)
 
 
 def _parse_timestamps(values: pd.Series, timezone: str, dayfirst: bool) -> pd.Series:
@@ -165,9 +209,9 @@ def _parse_timestamps(values: pd.Series, timezone: str, dayfirst: bool) -> pd.Se
     from it; naive values are read in ``timezone``. All-digit columns are epoch
     seconds, milliseconds or microseconds, chosen by magnitude.
     """
-    text = values.str.strip()
+    text = values
     out = pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns, UTC]")
-    present = text[text != ""]
+    present = text[text != ""].str.strip()
     if len(present) and present.str.fullmatch(r"\d{9,17}").all():
         numbers = present.astype("int64")
         unit = "s" if numbers.max() < 1e11 else "ms" if numbers.max() < 1e14 else "us"
@@ -190,11 +234,11 @@ def _parse_timestamps(values: pd.Series, timezone: str, dayfirst: bool) -> pd.Se
 def _to_datetime(text: pd.Series, *, utc: bool, dayfirst: bool) -> pd.Series:
     # ISO 8601 first (fast, unambiguous); the rest through the flexible parser.
     parsed = pd.to_datetime(text, utc=utc, format="ISO8601", errors="coerce")
-    retry = parsed.isna() & text.notna()
+    retry = parsed.isna() & text.notna() & (text != "")
     if retry.any():
         parsed = parsed.astype(object)
         parsed[retry] = pd.to_datetime(
-            text[retry], utc=utc, format="mixed", dayfirst=dayfirst, errors="coerce"
+            text[retry].str.strip(), utc=utc, format="mixed", dayfirst=dayfirst, errors="coerce"
         )
         parsed = pd.to_datetime(parsed, utc=utc)
     return parsed
@@ -263,7 +307,7 @@ def read_ohlcv_csv(
         message = str(error).strip().splitlines()[-1]
         raise SourceError(f"{path.name}: not a readable CSV file: {message}") from None
     raw = raw.loc[:, [not str(c).startswith("Unnamed:") or raw[c].ne("").any() for c in raw]]
-    blank = (raw.apply(lambda col: col.str.strip()) == "").all(axis=1)
+    blank = _blank_rows(raw)
     line_numbers = pd.Series(np.arange(len(raw)) + 2, index=raw.index)  # header is line 1
     raw, line_numbers = raw[~blank], line_numbers[~blank]
     if raw.empty:
@@ -275,13 +319,18 @@ def read_ohlcv_csv(
 
     def parse(column: str, parser) -> pd.Series:
         """Parse one column; remember the original text of cells that fail.
-        Empty and NA-like cells are missing, not unparseable."""
+        Empty and NA-like cells are missing, not unparseable. String clean-up
+        runs only on cells that did not parse (it dominates on big files)."""
         nonlocal unparseable
         original = frame[column]
-        missing = original.isna() | original.str.strip().str.lower().isin(_MISSING_TEXT)
+        missing = original.isna() | original.isin(_MISSING_EXACT)
         parsed = parser(original.where(~missing, ""))
         parsed[missing] = None
         bad = ~missing & parsed.isna()
+        if bad.any():  # " N/A " and other padded or odd-case markers
+            padded = original[bad].str.strip().str.lower().isin(_MISSING_TEXT)
+            missing[padded.index[padded]] = True
+            bad &= ~missing
         errors[bad] = errors[bad] + f"{column}=" + original[bad].map(repr) + " "
         unparseable += int(bad.sum())
         return parsed
