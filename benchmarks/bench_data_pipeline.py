@@ -2,7 +2,10 @@
 10,000 bars), each stage in its own process as DVC runs them; prints wall time
 and peak memory (max RSS) per stage and in total.
 
-    python benchmarks/bench_data_pipeline.py [--symbols 137] [--bars 10000]
+    python benchmarks/bench_data_pipeline.py [--symbols 137] [--bars 10000] [--csv]
+
+With --csv the market is first written to one long CSV file (not timed) and
+the ingest stage reads it with the CSV source instead of generating it.
 
 Runs the repository's stage modules (tasks/) in a temporary folder with their
 own params; nothing in the repository is touched.
@@ -19,6 +22,20 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+
+CSV_INGEST = """
+from tradingrl.data.sources import load_source
+frame, report = load_source("csv", {{"path": r"{work}/market.csv"}})
+frame.to_parquet(r"{work}/raw.parquet", index=False)
+print(f"{{len(frame):,}} rows from a {{report['files'][0]}} of "
+      f"{{__import__('os').path.getsize(r'{work}/market.csv') / 2**20:.0f}} MiB")
+"""
+
+WRITE_CSV = """
+from tradingrl.data.synthetic import SyntheticMarketConfig, generate_market
+generate_market(SyntheticMarketConfig(n_symbols={symbols}, n_bars={bars}, seed=7)).to_csv(
+    r"{work}/market.csv", index=False)
+"""
 
 STAGE_CODE = {
     "ingest": """
@@ -70,11 +87,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--symbols", type=int, default=137)
     parser.add_argument("--bars", type=int, default=10_000)
+    parser.add_argument("--csv", action="store_true", help="ingest from a CSV file")
     args = parser.parse_args()
+    stages = dict(STAGE_CODE)
+    if args.csv:
+        stages["ingest"] = CSV_INGEST
     total_wall, peak = 0.0, 0.0
     with tempfile.TemporaryDirectory() as work:
-        print(f"{args.symbols} symbols x {args.bars:,} bars, {os.cpu_count()} cores")
-        for stage, template in STAGE_CODE.items():
+        source = "a CSV file" if args.csv else "the synthetic source"
+        print(f"{args.symbols} symbols x {args.bars:,} bars from {source}, {os.cpu_count()} cores")
+        if args.csv:
+            run_stage(WRITE_CSV.format(symbols=args.symbols, bars=args.bars, work=work))
+        for stage, template in stages.items():
             code = template.format(symbols=args.symbols, bars=args.bars, work=work)
             wall, rss, out = run_stage(code)
             total_wall += wall

@@ -69,8 +69,11 @@ def forward_labels(
     label[fwd > threshold] = 1
     label[fwd < -threshold] = -1
     label[~known] = pd.NA
-    t1 = pd.Series(pd.NaT, index=range(n), dtype=timestamps.dtype)
+    # On datetime64 values (UTC): a tz-aware .to_numpy() would box every stamp.
+    stamps = timestamps.dt.tz_convert("UTC").to_numpy(dtype="datetime64[ns]")
+    ends = np.full(n, np.datetime64("NaT"), dtype="datetime64[ns]")
     if n > h:
-        t1.iloc[: n - h] = timestamps.iloc[h:].to_numpy()
-    t1[~known] = pd.NaT
+        ends[: n - h] = stamps[h:]
+    ends[~known] = np.datetime64("NaT")
+    t1 = pd.Series(pd.DatetimeIndex(ends).tz_localize("UTC").tz_convert(timestamps.dt.tz))
     return pd.DataFrame({"fwd_return": np.where(known, fwd, np.nan), "label": label, "t1": t1})
