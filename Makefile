@@ -31,6 +31,7 @@ test-fast: setup
 bench: setup
 	PATH=$(BIN):$$PATH python benchmarks/bench_features.py
 	PATH=$(BIN):$$PATH python benchmarks/bench_data_pipeline.py
+	PATH=$(BIN):$$PATH python benchmarks/bench_data_pipeline.py --csv
 	PATH=$(BIN):$$PATH python benchmarks/bench_cli_startup.py
 
 lint: setup
