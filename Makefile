@@ -23,6 +23,7 @@ run: setup
 	PATH=$(BIN):$$PATH dvc repro
 
 test: setup
+	$(BIN)/ruff check tradingrl tasks tests benchmarks
 	PATH=$(BIN):$$PATH pytest -n 2 --durations=15
 
 test-fast: setup

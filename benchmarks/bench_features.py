@@ -17,11 +17,11 @@ import warnings
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("NUMBA_NUM_THREADS", "1")
 
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import numpy as np
+import pandas as pd
 
-from tradingrl.data.synthetic import SyntheticMarketConfig, generate_market  # noqa: E402
-from tradingrl.features.technical import FEATURE_COLUMNS, compute_features  # noqa: E402
+from tradingrl.data.synthetic import SyntheticMarketConfig, generate_market
+from tradingrl.features.technical import FEATURE_COLUMNS, compute_features
 
 N_SYMBOLS, N_BARS = 10, 10_000
 

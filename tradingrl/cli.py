@@ -8,7 +8,7 @@ fast.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -41,7 +41,7 @@ def validate(
         Path, typer.Option("--out", help="Folder for validated.parquet, quarantine, report, docs.")
     ] = Path("tradingrl-validation"),
     symbol: Annotated[
-        Optional[str], typer.Option(help="Symbol for a file without a symbol column.")
+        str | None, typer.Option(help="Symbol for a file without a symbol column.")
     ] = None,
     timezone: Annotated[str, typer.Option(help="Time zone of timestamps without offset.")] = "UTC",
     dayfirst: Annotated[bool, typer.Option(help="Read 01/02/2024 as 1 February.")] = False,

@@ -25,7 +25,7 @@ BIN = Path(sys.executable).parent
 
 def sh(args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1"}
-    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
+    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, check=False)
     if check and result.returncode != 0:
         raise AssertionError(f"{' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
     return result

@@ -142,7 +142,7 @@ def test_mixed_time_zones_are_converted(tmp_path):
         "2024-01-02T16:00:00-05:00,10,11,9,10.5,100\n"
         "2024-01-03T22:00:00+01:00,10.5,11,10,10.8,100\n"
     )
-    result, report, out = run(tmp_path, text, "X.csv")
+    result, _, out = run(tmp_path, text, "X.csv")
     assert result.exit_code == 0, result.output
     stamps = pd.read_parquet(out / "validated.parquet")["timestamp"]
     assert stamps.tolist() == [pd.Timestamp("2024-01-02 21:00", tz="UTC"), pd.Timestamp("2024-01-03 21:00", tz="UTC")]
@@ -174,7 +174,7 @@ def test_symbol_that_is_a_path_is_quarantined_not_written(tmp_path):
 
 def test_semicolon_decimal_comma_file(tmp_path):
     text = "Date;Open;High;Low;Close;Volume\n02.01.2024;10,5;11,0;10,0;10,75;1.000\n03.01.2024;10,75;11,5;10,5;11,25;2.000\n"
-    result, report, out = run(tmp_path, text, "DAX.csv", "--dayfirst")
+    result, _, out = run(tmp_path, text, "DAX.csv", "--dayfirst")
     assert result.exit_code == 0, result.output
     frame = pd.read_parquet(out / "validated.parquet")
     assert frame["close"].tolist() == [10.75, 11.25]
@@ -183,7 +183,7 @@ def test_semicolon_decimal_comma_file(tmp_path):
 
 def test_too_many_bad_rows_fail_the_contract_after_writing_the_evidence(tmp_path):
     def ruin(rows):
-        for i in range(0, 40):
+        for i in range(40):
             set_field(rows, i, 6, "-1")
 
     result, report, out = bad_file(tmp_path, ruin)

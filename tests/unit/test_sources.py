@@ -34,7 +34,7 @@ def test_csv_source_reports_files_and_rows(tmp_path):
     (tmp_path / "SPY.csv").write_text(
         "date,open,high,low,close,volume\n2024-01-02,1,2,0.5,1.5,10\n2024-01-03,1.5,2,1,1.8,12\n"
     )
-    frame, report = load_source("csv", {"path": str(tmp_path)})
+    _, report = load_source("csv", {"path": str(tmp_path)})
     assert report["files"] == ["SPY.csv"] and report["rows"] == 2
     assert report["first"].startswith("2024-01-02")
 
@@ -68,7 +68,7 @@ def test_yfinance_source_converts_to_long_utc(monkeypatch):
         return yahoo_frame()
 
     fake_yfinance(monkeypatch, download)
-    frame, report = load_source("yfinance", {"symbols": ["SPY", "QQQ"], "start": "2024-01-01"})
+    frame, _ = load_source("yfinance", {"symbols": ["SPY", "QQQ"], "start": "2024-01-01"})
     assert frame["symbol"].tolist() == ["QQQ"] * 3 + ["SPY"] * 3
     assert frame["timestamp"].iloc[0] == pd.Timestamp("2024-01-02", tz="UTC")
     assert frame["close"].iloc[0] == 100.0  # unadjusted

@@ -9,7 +9,6 @@ missing column) are not row problems and raise :class:`ContractError`.
 from __future__ import annotations
 
 import re
-from typing import Optional
 
 import numpy as np
 import pandas as pd
@@ -56,7 +55,7 @@ class RawOHLCV(pa.DataFrameModel):
     low: Series[float] = pa.Field(gt=0, nullable=False)
     close: Series[float] = pa.Field(gt=0, nullable=False)
     volume: Series[float] = pa.Field(ge=0, nullable=False)
-    parse_error: Optional[Series[str]] = pa.Field(nullable=True)
+    parse_error: Series[str] | None = pa.Field(nullable=True)
 
     @pa.dataframe_check
     def high_below_open_or_close(cls, df: pd.DataFrame) -> pd.Series:

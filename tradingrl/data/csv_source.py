@@ -346,7 +346,7 @@ def read_ohlcv_csv(
         if column not in frame.columns:
             continue
         suffix = column == "volume"
-        out[column] = parse(column, lambda text: _parse_numbers(text, decimal, allow_suffix=suffix))
+        out[column] = parse(column, lambda text, suffix=suffix: _parse_numbers(text, decimal, allow_suffix=suffix))
     if adjust:
         if "adj_close" not in out.columns:
             raise SourceError(f"{path.name}: adjust=true needs an adjusted close column")

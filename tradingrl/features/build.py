@@ -68,11 +68,11 @@ def build_feature_table(
         raise ValueError(f"no feature rows left: {detail}")
     labelled = out["label"].dropna()
     report = {
-        "rows_in": int(len(bars)),
-        "rows_out": int(len(out)),
+        "rows_in": len(bars),
+        "rows_out": len(out),
         "rows_warmup_dropped": sum(s["warmup_dropped"] for s in per_symbol.values()),
         "rows_nonfinite_dropped": sum(s["nonfinite_dropped"] for s in per_symbol.values()),
-        "rows_labelled": int(len(labelled)),
+        "rows_labelled": len(labelled),
         "nonfinite_by_feature": worst,
         "n_features": len(FEATURE_COLUMNS),
         "features": list(FEATURE_COLUMNS),
