@@ -1,0 +1,88 @@
+"""MLflow tracking configuration and run provenance, in one place.
+
+Tracking URI: ``MLFLOW_TRACKING_URI`` when set (e.g. a real ``mlflow server``
+over HTTP), else ``sqlite:///<absolute repo root>/mlflow.db`` with artifacts in
+``<repo root>/mlartifacts``. Absolute, because ``dvc exp run --temp`` runs the
+stages in another folder. Provenance tags: the git commit of the code and the
+DVC hash of the stage's input data (from dvc.lock).
+
+Everything here takes the repository root as an argument; mlflow and yaml
+are imported inside the functions.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
+
+
+def tracking_uri(repo_root: Path) -> str:
+    """The MLflow tracking URI for a checkout at ``repo_root``."""
+    from_env = os.environ.get(TRACKING_URI_ENV)
+    if from_env:
+        return from_env
+    return f"sqlite:///{Path(repo_root).resolve() / 'mlflow.db'}"
+
+
+def artifact_root(repo_root: Path) -> str:
+    """Where new experiments keep artifacts when the store is the local SQLite file."""
+    return (Path(repo_root).resolve() / "mlartifacts").as_uri()
+
+
+def use_experiment(repo_root: Path, name: str) -> str:
+    """Point mlflow at this checkout's store and experiment ``name`` (created
+    with a local artifact root when missing); return the experiment id."""
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri(repo_root))
+    experiment = mlflow.get_experiment_by_name(name)
+    if experiment is None:
+        location = None if os.environ.get(TRACKING_URI_ENV) else artifact_root(repo_root)
+        experiment_id = mlflow.create_experiment(name, artifact_location=location)
+    else:
+        experiment_id = experiment.experiment_id
+    mlflow.set_experiment(experiment_id=experiment_id)
+    return experiment_id
+
+
+def git_commit(repo_root: Path) -> str | None:
+    """HEAD's commit hash (with ``-dirty`` when tracked files changed), or None
+    outside a git checkout."""
+    def git(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            ["git", *args], cwd=repo_root, capture_output=True, text=True, check=False
+        )
+
+    head = git("rev-parse", "HEAD")
+    if head.returncode != 0:
+        return None
+    dirty = git("status", "--porcelain", "--untracked-files=no").stdout.strip()
+    return head.stdout.strip() + ("-dirty" if dirty else "")
+
+
+def dvc_output_hash(repo_root: Path, path: str) -> str | None:
+    """The md5 DVC recorded in dvc.lock for output ``path`` (e.g.
+    ``data/features``), or None when dvc.lock does not list it."""
+    import yaml
+
+    lock = Path(repo_root) / "dvc.lock"
+    if not lock.is_file():
+        return None
+    stages = (yaml.safe_load(lock.read_text()) or {}).get("stages", {})
+    for stage in stages.values():
+        for out in stage.get("outs", []):
+            if out.get("path") == path:
+                return out.get("md5")
+    return None
+
+
+def provenance_tags(repo_root: Path, data_path: str) -> dict[str, str]:
+    """Tags every run and model version carries: code commit and data hash."""
+    return {
+        "git_commit": git_commit(repo_root) or "unknown",
+        "data_path": data_path,
+        "data_dvc_md5": dvc_output_hash(repo_root, data_path) or "untracked",
+    }
