@@ -1,0 +1,219 @@
+"""Stage train_model: data/features -> models/cnn_lstm, reports/model_metrics.json,
+reports/model_plots; one MLflow run (nested runs for Optuna trials) and a new
+version of the registered model ``cnn-lstm`` tagged with code and data hashes.
+
+A killed run resumes from models/cnn_lstm_checkpoints/last.ckpt when the stage
+reruns with the same params and data (a fingerprint file says which).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from tasks._common import REPO_ROOT, load_params, run_stage, write_json
+from tradingrl.models.train import (
+    TrainSettings,
+    build_datamodule,
+    fit_model,
+    score_models,
+    search_hyperparameters,
+)
+from tradingrl.tracking import provenance_tags, tracking_uri, use_experiment
+
+REGISTERED_MODEL = "cnn-lstm"
+FEATURES = REPO_ROOT / "data" / "features"
+
+
+def settings_from_params(params: dict[str, Any]) -> TrainSettings:
+    uncertainty, baselines = params["uncertainty"], params["baselines"]
+    return TrainSettings(
+        window=params["window"],
+        val_fraction=params["val_fraction"],
+        batch_size=params["batch_size"],
+        max_epochs=params["max_epochs"],
+        patience=params["patience"],
+        limit_train_batches=params["limit_train_batches"],
+        seed=params["seed"],
+        model=dict(params["model"]),
+        mc_samples=uncertainty["mc_samples"],
+        ensemble_size=uncertainty["ensemble_size"],
+        temperature_scaling=uncertainty["temperature_scaling"],
+        logreg_max_rows=baselines["logreg_max_rows"],
+    )
+
+
+def _fingerprint(params: dict[str, Any], data_hash: str) -> str:
+    payload = json.dumps({"params": params, "data": data_hash}, sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def _prepare_checkpoints(directory: Path, fingerprint: str) -> None:
+    """Keep checkpoints only when they belong to the same params and data."""
+    stamp = directory / "fingerprint"
+    if directory.exists() and (not stamp.is_file() or stamp.read_text() != fingerprint):
+        shutil.rmtree(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(fingerprint)
+
+
+def main(
+    params: dict[str, Any] | None = None,
+    features_dir: Path = FEATURES,
+    out_dir: Path = REPO_ROOT / "models" / "cnn_lstm",
+    checkpoint_root: Path = REPO_ROOT / "models" / "cnn_lstm_checkpoints",
+    reports_dir: Path = REPO_ROOT / "reports",
+    repo_root: Path = REPO_ROOT,
+) -> dict[str, Any]:
+    """Run the stage (arguments exist for tests; DVC uses the defaults).
+    Returns the report written to reports/model_metrics.json."""
+    import mlflow
+    from lightning.pytorch.loggers import MLFlowLogger
+
+    params = params if params is not None else load_params("train_model")
+    settings = settings_from_params(params)
+    frame = pd.read_parquet(features_dir / "features.parquet")
+    feature_names = json.loads((features_dir / "feature_list.json").read_text())["features"]
+    datamodule = build_datamodule(frame, feature_names, settings)
+    del frame
+
+    tags = provenance_tags(repo_root, "data/features")
+    fingerprint = _fingerprint(params, tags["data_dvc_md5"])
+    experiment_id = use_experiment(repo_root, params["experiment"])
+    with mlflow.start_run(run_name="train_model", tags=tags) as run:
+        mlflow.log_params(_flat({"train_model": params}))
+        mlflow.log_dict(datamodule.split_info, "split_info.json")
+
+        search = params["search"]
+        if search["n_trials"] > 0:
+            def log_trial(trial, trial_params, val_loss):
+                with mlflow.start_run(run_name=f"trial-{trial.number}", nested=True, tags=tags):
+                    mlflow.log_params(trial_params)
+                    mlflow.log_metric("val_loss", val_loss)
+
+            best_model_params, study = search_hyperparameters(
+                datamodule, settings,
+                n_trials=search["n_trials"],
+                storage=f"sqlite:///{Path(repo_root).resolve() / 'optuna.db'}",
+                study_name=f"cnn-lstm-{fingerprint}",
+                timeout_s=search["timeout_s"],
+                max_epochs=search["max_epochs"],
+                on_trial=log_trial,
+            )
+            settings = TrainSettings(**{**asdict(settings), "model": best_model_params})
+            trials = [
+                {"number": t.number, "state": t.state.name, "value": t.value, "params": t.params}
+                for t in study.trials
+            ]
+        else:
+            trials = []
+        mlflow.log_params({f"final.{k}": v for k, v in settings.model.items()})
+
+        models, val_losses = [], []
+        for member in range(settings.ensemble_size):
+            checkpoint_dir = checkpoint_root / f"member-{member}"
+            _prepare_checkpoints(checkpoint_dir, fingerprint)
+            logger = MLFlowLogger(
+                tracking_uri=tracking_uri(repo_root), run_id=run.info.run_id,
+                prefix=f"member{member}" if settings.ensemble_size > 1 else "",
+            )
+            model, val_loss, _ = fit_model(
+                datamodule, settings, seed=settings.seed + member,
+                checkpoint_dir=checkpoint_dir, logger=logger,
+                progress_bar=params.get("progress_bar", True),
+            )
+            models.append(model)
+            val_losses.append(val_loss)
+
+        scored = score_models(models, datamodule, settings)
+        report = {
+            "split": datamodule.split_info,
+            "best_val_loss": val_losses,
+            "temperatures": scored["temperatures"],
+            "mc_passes": scored["mc_passes"],
+            "metrics": scored["metrics"],
+            "beats_baselines": scored["beats_baselines"],
+            "search": {"n_trials": len(trials), "trials": trials},
+            "model": settings.model,
+            "mlflow_run_id": run.info.run_id,
+        }
+        for name, values in scored["metrics"].items():
+            mlflow.log_metrics({f"val.{name}.{k}": v for k, v in values.items()
+                                if isinstance(v, (int, float)) and v is not None})
+        mlflow.log_metric("search.n_trials", len(trials))
+
+        out_dir.mkdir(parents=True, exist_ok=True)
+        plots = reports_dir / "model_plots"
+        plots.mkdir(parents=True, exist_ok=True)
+        _save_model_dir(out_dir, models, datamodule, settings, scored, feature_names, report)
+        from tradingrl.models.metrics import save_diagnostic_plots
+
+        save_diagnostic_plots(
+            scored["prediction"].probs, scored["y"],
+            calibration_path=plots / "calibration.png", confusion_path=plots / "confusion.png",
+        )
+        mlflow.log_artifacts(str(plots), "plots")
+        mlflow.log_artifacts(str(out_dir), "cnn_lstm")
+        version = _register(models[0], datamodule, run.info.run_id, tags)
+        report["registered"] = {"name": REGISTERED_MODEL, "version": version}
+        write_json(reports_dir / "model_metrics.json", report)
+        mlflow.log_artifact(str(reports_dir / "model_metrics.json"))
+
+    net = report["metrics"]["cnn_lstm"]
+    print(
+        f"train_model: val balanced accuracy {net['balanced_accuracy']:.3f}, log loss "
+        f"{net['log_loss']:.3f}, beats baselines: {report['beats_baselines']}; "
+        f"{REGISTERED_MODEL} v{version} (experiment {experiment_id})"
+    )
+    return report
+
+
+def _save_model_dir(out_dir, models, datamodule, settings, scored, feature_names, report) -> None:
+    import torch
+
+    for member, model in enumerate(models):
+        torch.save(
+            {"state_dict": model.state_dict(), "hparams": dict(model.hparams)},
+            out_dir / f"model-{member}.pt",
+        )
+    datamodule.scaler.save(out_dir / "scaler.json")
+    write_json(out_dir / "feature_list.json", {"features": list(feature_names)})
+    write_json(out_dir / "config.json", {
+        "window": settings.window,
+        "ensemble_size": len(models),
+        "mc_samples": settings.mc_samples,
+        "temperatures": scored["temperatures"],
+        "model": settings.model,
+        "split": report["split"],
+    })
+
+
+def _register(model, datamodule, run_id: str, tags: dict[str, str]) -> str:
+    """Register the first member as a new version of ``cnn-lstm``."""
+    import numpy as np
+
+    from tradingrl.models.export import log_and_register
+
+    example = datamodule.val_dataset[0][0].numpy()[None, ...].astype(np.float32)
+    return log_and_register(model, example, name=REGISTERED_MODEL, tags={**tags, "run_id": run_id})
+
+
+def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{name}."))
+        else:
+            out[name] = value
+    return out
+
+
+if __name__ == "__main__":
+    run_stage(main)

@@ -1,0 +1,112 @@
+"""The train_model stage on a tiny feature table: outputs, metrics with
+baselines, MLflow run + nested Optuna trials, a registered and loadable
+`cnn-lstm` version tagged with provenance, and checkpoint resume."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from tasks.train_model import main
+from tradingrl.data.synthetic import SyntheticMarketConfig, generate_market
+from tradingrl.features.build import build_feature_table
+from tradingrl.features.labels import LabelSpec
+
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
+
+PARAMS = {
+    "experiment": "test-train-model",
+    "seed": 3,
+    "window": 20,
+    "val_fraction": 0.25,
+    "batch_size": 64,
+    "max_epochs": 2,
+    "patience": 2,
+    "limit_train_batches": 1.0,
+    "progress_bar": False,
+    "model": {"conv_channels": 8, "conv_kernel_size": 3, "conv_blocks": 1, "lstm_hidden": 8,
+              "lstm_layers": 1, "dropout": 0.2, "lr": 0.003, "weight_decay": 0.0001,
+              "return_loss_weight": 0.5},
+    "uncertainty": {"mc_samples": 5, "ensemble_size": 1, "temperature_scaling": True},
+    "search": {"n_trials": 2, "max_epochs": 1, "timeout_s": 120},
+    "baselines": {"logreg_max_rows": 5000},
+}
+
+
+@pytest.fixture(scope="module")
+def stage(tmp_path_factory):
+    root = tmp_path_factory.mktemp("repo")
+    bars = generate_market(SyntheticMarketConfig(n_symbols=3, n_bars=420, seed=5))
+    table, report = build_feature_table(bars, LabelSpec(horizon=5), warmup_bars=120)
+    features_dir = root / "data" / "features"
+    features_dir.mkdir(parents=True)
+    table.to_parquet(features_dir / "features.parquet", index=False)
+    (features_dir / "feature_list.json").write_text(json.dumps({"features": report["features"]}))
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MLFLOW_TRACKING_URI", uri)
+    paths = {
+        "features_dir": features_dir,
+        "out_dir": root / "models" / "cnn_lstm",
+        "checkpoint_root": root / "models" / "cnn_lstm_checkpoints",
+        "reports_dir": root / "reports",
+        "repo_root": root,
+    }
+    result = main(PARAMS, **paths)
+    yield root, paths, result, uri
+    mp.undo()
+
+
+def test_outputs_and_metrics_against_baselines(stage):
+    root, paths, report, _ = stage
+    written = json.loads((paths["reports_dir"] / "model_metrics.json").read_text())
+    assert written["metrics"].keys() == {"cnn_lstm", "cnn_lstm_uncalibrated", "baseline_prior", "baseline_logreg"}
+    for name in ("accuracy", "balanced_accuracy", "macro_f1", "log_loss", "brier", "ece", "rank_ic"):
+        assert name in written["metrics"]["cnn_lstm"]
+    same_rows = {m["n_samples"] for m in written["metrics"].values()}
+    assert len(same_rows) == 1  # network and baselines scored on the same windows
+    assert written["temperatures"][0] > 0 and written["mc_passes"] == 5
+    assert set(written["beats_baselines"]) == {"balanced_accuracy", "log_loss"}
+    for name in ("model-0.pt", "scaler.json", "feature_list.json", "config.json"):
+        assert (paths["out_dir"] / name).is_file()
+    assert (paths["reports_dir"] / "model_plots" / "calibration.png").stat().st_size > 1000
+    assert written["split"]["rows_purged"] >= 0 and written["split"]["windows_val"] > 0
+
+
+def test_registered_version_is_tagged_and_loadable(stage):
+    import mlflow
+    from mlflow import MlflowClient
+
+    root, paths, report, uri = stage
+    mlflow.set_tracking_uri(uri)
+    version = MlflowClient().get_model_version("cnn-lstm", report["registered"]["version"])
+    assert version.tags["run_id"] == report["mlflow_run_id"]
+    assert {"git_commit", "data_dvc_md5", "data_path"} <= set(version.tags)
+    model = mlflow.pyfunc.load_model(f"models:/cnn-lstm/{version.version}")
+    x = np.zeros((2, PARAMS["window"], len(json.loads((paths["out_dir"] / "feature_list.json").read_text())["features"])), np.float32)
+    assert model.predict(x).shape == (2, 4)
+
+
+def test_optuna_trials_are_nested_runs_and_counted(stage):
+    import mlflow
+
+    _, _, report, uri = stage
+    mlflow.set_tracking_uri(uri)
+    assert report["search"]["n_trials"] == 2
+    runs = mlflow.search_runs(experiment_names=[PARAMS["experiment"]],
+                              filter_string=f"tags.mlflow.parentRunId = '{report['mlflow_run_id']}'")
+    assert len(runs) == 2
+
+
+def test_rerun_with_same_inputs_resumes_from_the_checkpoint(stage):
+    root, paths, first, _ = stage
+    stamp = (paths["checkpoint_root"] / "member-0" / "fingerprint").read_text()
+    assert (paths["checkpoint_root"] / "member-0" / "last.ckpt").is_file()
+    second = main(PARAMS, **paths)
+    assert (paths["checkpoint_root"] / "member-0" / "fingerprint").read_text() == stamp
+    # Training had finished: resuming runs no further epoch, so the same
+    # best weights are scored again.
+    assert second["metrics"]["cnn_lstm_uncalibrated"] == first["metrics"]["cnn_lstm_uncalibrated"]
+    assert int(second["registered"]["version"]) == int(first["registered"]["version"]) + 1

@@ -1,0 +1,1 @@
+"""Supervised models of the forward-return class: data windows, CNN+LSTM, baselines."""
