@@ -27,9 +27,13 @@ def tracking_uri(repo_root: Path) -> str:
     return f"sqlite:///{Path(repo_root).resolve() / 'mlflow.db'}"
 
 
-def artifact_root(repo_root: Path) -> str:
-    """Where new experiments keep artifacts when the store is the local SQLite file."""
-    return (Path(repo_root).resolve() / "mlartifacts").as_uri()
+def artifact_root(uri: str) -> str | None:
+    """Artifacts of new experiments: ``mlartifacts/`` beside a SQLite store
+    (never MLflow's default ``./mlruns`` of whatever the working folder is);
+    None for a server, which decides itself."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    return (Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts").as_uri()
 
 
 def use_experiment(repo_root: Path, name: str) -> str:
@@ -37,11 +41,11 @@ def use_experiment(repo_root: Path, name: str) -> str:
     with a local artifact root when missing); return the experiment id."""
     import mlflow
 
-    mlflow.set_tracking_uri(tracking_uri(repo_root))
+    uri = tracking_uri(repo_root)
+    mlflow.set_tracking_uri(uri)
     experiment = mlflow.get_experiment_by_name(name)
     if experiment is None:
-        location = None if os.environ.get(TRACKING_URI_ENV) else artifact_root(repo_root)
-        experiment_id = mlflow.create_experiment(name, artifact_location=location)
+        experiment_id = mlflow.create_experiment(name, artifact_location=artifact_root(uri))
     else:
         experiment_id = experiment.experiment_id
     mlflow.set_experiment(experiment_id=experiment_id)

@@ -55,12 +55,13 @@ def stage(tmp_path_factory):
         "repo_root": root,
     }
     result = main(PARAMS, **paths)
+    assert (root / "mlartifacts").is_dir()  # artifacts beside the store, not in the cwd
     yield root, paths, result, uri
     mp.undo()
 
 
 def test_outputs_and_metrics_against_baselines(stage):
-    root, paths, report, _ = stage
+    _, paths, _, _ = stage
     written = json.loads((paths["reports_dir"] / "model_metrics.json").read_text())
     assert written["metrics"].keys() == {"cnn_lstm", "cnn_lstm_uncalibrated", "baseline_prior", "baseline_logreg"}
     for name in ("accuracy", "balanced_accuracy", "macro_f1", "log_loss", "brier", "ece", "rank_ic"):
@@ -79,7 +80,7 @@ def test_registered_version_is_tagged_and_loadable(stage):
     import mlflow
     from mlflow import MlflowClient
 
-    root, paths, report, uri = stage
+    _, paths, report, uri = stage
     mlflow.set_tracking_uri(uri)
     version = MlflowClient().get_model_version("cnn-lstm", report["registered"]["version"])
     assert version.tags["run_id"] == report["mlflow_run_id"]
@@ -101,7 +102,7 @@ def test_optuna_trials_are_nested_runs_and_counted(stage):
 
 
 def test_rerun_with_same_inputs_resumes_from_the_checkpoint(stage):
-    root, paths, first, _ = stage
+    _, paths, first, _ = stage
     stamp = (paths["checkpoint_root"] / "member-0" / "fingerprint").read_text()
     assert (paths["checkpoint_root"] / "member-0" / "last.ckpt").is_file()
     second = main(PARAMS, **paths)

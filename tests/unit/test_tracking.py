@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import subprocess
 
-from tradingrl.tracking import dvc_output_hash, git_commit, provenance_tags, tracking_uri
+from tradingrl.tracking import (
+    artifact_root,
+    dvc_output_hash,
+    git_commit,
+    provenance_tags,
+    tracking_uri,
+)
 
 
 def test_default_tracking_uri_is_absolute_sqlite(tmp_path, monkeypatch):
@@ -44,3 +50,8 @@ def test_git_commit_marks_dirty_checkouts(tmp_path):
     assert git_commit(tmp_path) == clean + "-dirty"
     tags = provenance_tags(tmp_path, "data/features")
     assert tags == {"git_commit": clean + "-dirty", "data_path": "data/features", "data_dvc_md5": "untracked"}
+
+
+def test_artifacts_live_beside_a_sqlite_store_not_in_the_working_folder(tmp_path):
+    assert artifact_root(f"sqlite:///{tmp_path}/mlflow.db") == (tmp_path / "mlartifacts").as_uri()
+    assert artifact_root("http://127.0.0.1:5000") is None

@@ -14,9 +14,10 @@ Everything arrives as arguments (paths included); nothing reads params.yaml.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -50,6 +51,8 @@ def build_datamodule(frame, feature_names, settings: TrainSettings) -> FeatureWi
         batch_size=settings.batch_size,
         seed=settings.seed,
     )
+    # Bar times of every row (UTC, naive datetime64) to order windows in time.
+    datamodule.row_times = frame["timestamp"].dt.tz_convert("UTC").dt.tz_localize(None).to_numpy()
     datamodule.setup("fit")
     return datamodule
 
@@ -128,20 +131,41 @@ def score_models(
     settings: TrainSettings,
 ) -> dict[str, Any]:
     """Validation metrics of the network (MC dropout, ensemble, temperature)
-    and of the baselines, on the same validation windows."""
+    and of the baselines, on the same validation windows.
+
+    The validation span is cut in two by window end time: the temperature is
+    fit on the earlier half ("calibration") and every metric is computed on
+    the later half ("scored"), so calibration is not graded on the data it
+    was fit to. Early stopping did see the whole validation span."""
     from tradingrl.models.baselines import logistic_regression_baseline, prior_baseline
+    from tradingrl.models.data import WindowDataset
     from tradingrl.models.metrics import classification_metrics
     from tradingrl.models.uncertainty import collect_logits, fit_temperature, predict_dataset
 
-    val = datamodule.val_dataset
+    whole = datamodule.val_dataset
     train = datamodule.train_dataset
+    end_times = datamodule.row_times[whole.ends]
+    middle = np.sort(end_times)[len(end_times) // 2]
+    calibration_ends, scored_ends = whole.ends[end_times < middle], whole.ends[end_times >= middle]
+    if calibration_ends.size == 0 or scored_ends.size == 0:
+        raise ValueError("validation span too short to split into calibration and scored halves")
+
+    def windows(ends: np.ndarray) -> WindowDataset:
+        return WindowDataset(whole.features, whole.targets, whole.returns, ends, whole.window)
+
+    calibration, val = windows(calibration_ends), windows(scored_ends)
+    mc = settings.mc_samples > 1 and any(m.hparams.dropout > 0 for m in models)
+    samples = settings.mc_samples if mc else 1
     temperatures = [1.0] * len(models)
     if settings.temperature_scaling:
-        temperatures = [fit_temperature(*collect_logits(m, val)) for m in models]
-    mc = settings.mc_samples > 1 and any(m.hparams.dropout > 0 for m in models)
+        # Fit T to the same kind of prediction it will scale (MC-averaged when MC is on).
+        temperatures = [
+            fit_temperature(*collect_logits(m, calibration, mc_samples=samples if mc else 0,
+                                            seed=settings.seed))
+            for m in models
+        ]
     result = predict_dataset(
-        models, val, samples=settings.mc_samples if mc else 1, mc_dropout=mc,
-        temperature=temperatures, seed=settings.seed,
+        models, val, samples=samples, mc_dropout=mc, temperature=temperatures, seed=settings.seed,
     )
     pred, y, realised = result.prediction, result.y, result.realised_return
     uncalibrated = predict_dataset(models, val, samples=1, mc_dropout=False, temperature=1.0)
@@ -174,6 +198,9 @@ def score_models(
     )
     return {
         "metrics": metrics,
+        "windows_calibration": int(calibration_ends.size),
+        "windows_scored": int(scored_ends.size),
+        "scored_from": str(middle),
         "temperatures": temperatures,
         "mc_passes": pred.n_passes,
         "mean_confidence_mc": float(np.mean(pred.confidence)),
