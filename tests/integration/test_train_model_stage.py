@@ -111,3 +111,30 @@ def test_rerun_with_same_inputs_resumes_from_the_checkpoint(stage):
     # best weights are scored again.
     assert second["metrics"]["cnn_lstm_uncalibrated"] == first["metrics"]["cnn_lstm_uncalibrated"]
     assert int(second["registered"]["version"]) == int(first["registered"]["version"]) + 1
+
+
+def test_saved_model_predicts_from_the_past_only(stage):
+    import pandas as pd
+
+    from tradingrl.models.predict import PREDICTION_COLUMNS, TrendModel
+
+    _, paths, _, _ = stage
+    model = TrendModel.load(paths["out_dir"], seed=1)
+    frame = pd.read_parquet(paths["features_dir"] / "features.parquet")
+    first = model.predict(frame)
+    assert list(first.columns) == ["timestamp", "symbol", *PREDICTION_COLUMNS]
+    np.testing.assert_allclose(first[["p_down", "p_flat", "p_up"]].sum(axis=1), 1.0, rtol=1e-6)
+    assert first["confidence"].between(0, 1).all()
+    # One prediction per row with a full window of its own symbol behind it.
+    assert len(first) == len(frame) - frame["symbol"].nunique() * (PARAMS["window"] - 1)
+
+    # Rewrite every feature after a cut: predictions at or before it stay.
+    cut = frame["timestamp"].sort_values().iloc[len(frame) // 2]
+    changed = frame.copy()
+    later = changed["timestamp"] > cut
+    feature_cols = json.loads((paths["out_dir"] / "feature_list.json").read_text())["features"]
+    changed.loc[later, feature_cols] = changed.loc[later, feature_cols].to_numpy()[::-1]
+    second = model.predict(changed)
+    before = first["timestamp"] <= cut
+    pd.testing.assert_frame_equal(first[before], second[before])
+    assert not np.allclose(first.loc[~before, "p_up"], second.loc[~before, "p_up"])
