@@ -29,7 +29,7 @@ PARAMS = {
     "model": {"conv_channels": 8, "conv_kernel_size": 3, "conv_blocks": 1, "lstm_hidden": 8,
               "lstm_layers": 1, "dropout": 0.2, "lr": 0.003, "weight_decay": 0.0001,
               "return_loss_weight": 0.5},
-    "uncertainty": {"mc_samples": 5, "ensemble_size": 1, "temperature_scaling": True},
+    "uncertainty": {"mc_samples": 5, "ensemble_size": 2, "temperature_scaling": True},
     "search": {"n_trials": 2, "max_epochs": 1, "timeout_s": 120},
     "baselines": {"logreg_max_rows": 5000},
 }
@@ -68,7 +68,9 @@ def test_outputs_and_metrics_against_baselines(stage):
         assert name in written["metrics"]["cnn_lstm"]
     same_rows = {m["n_samples"] for m in written["metrics"].values()}
     assert len(same_rows) == 1  # network and baselines scored on the same windows
-    assert written["temperatures"][0] > 0 and written["mc_passes"] == 5
+    assert len(written["temperatures"]) == 2 and min(written["temperatures"]) > 0
+    assert written["mc_passes"] == 10  # 5 MC passes x 2 ensemble members
+    assert (paths["out_dir"] / "model-1.pt").is_file()
     assert set(written["beats_baselines"]) == {"balanced_accuracy", "log_loss"}
     for name in ("model-0.pt", "scaler.json", "feature_list.json", "config.json"):
         assert (paths["out_dir"] / name).is_file()
