@@ -34,6 +34,8 @@ bench: setup
 	PATH=$(BIN):$$PATH python benchmarks/bench_data_pipeline.py
 	PATH=$(BIN):$$PATH python benchmarks/bench_data_pipeline.py --csv
 	PATH=$(BIN):$$PATH python benchmarks/bench_cli_startup.py
+	PATH=$(BIN):$$PATH python benchmarks/bench_indicators.py
+	PATH=$(BIN):$$PATH python benchmarks/bench_cnn_lstm.py
 
 lint: setup
 	$(BIN)/ruff check tradingrl tasks tests benchmarks
