@@ -1,6 +1,7 @@
-"""`dvc repro` of the data stages in a temporary copy of the repository, on a
-small params profile: outputs exist, every row is accounted for, a second
-repro reruns nothing, and a CSV source with a bad row quarantines it."""
+"""`dvc repro` of the pipeline in a temporary copy of the repository, on a
+small params profile: outputs exist, every row is accounted for, the model is
+registered in the copy's own MLflow store, a second repro reruns nothing,
+and a CSV source with a bad row quarantines it."""
 
 from __future__ import annotations
 
@@ -71,6 +72,10 @@ def test_repro_builds_validated_features_and_is_cached(repo_copy: Path):
     assert len(features) == report["rows_valid"] - 3 * 120  # warm-up dropped per symbol
     listed = json.loads((repo_copy / "data/features/feature_list.json").read_text())["features"]
     assert listed == list(features.columns[2:-3])
+
+    model_report = json.loads((repo_copy / "reports/model_metrics.json").read_text())
+    assert model_report["registered"] == {"name": "cnn-lstm", "version": "1"}
+    assert (repo_copy / "mlflow.db").is_file()  # the copy's own store, absolute path
 
     again = sh(["dvc", "repro"], repo_copy)
     assert "Running stage" not in again.stdout
