@@ -25,7 +25,7 @@ from tradingrl.models.train import (
     score_models,
     search_hyperparameters,
 )
-from tradingrl.tracking import provenance_tags, tracking_uri, use_experiment
+from tradingrl.tracking import provenance_tags, tracking_uri, use_experiment, workspace_root
 
 REGISTERED_MODEL = "cnn-lstm"
 FEATURES = REPO_ROOT / "data" / "features"
@@ -100,7 +100,7 @@ def main(
             best_model_params, study = search_hyperparameters(
                 datamodule, settings,
                 n_trials=search["n_trials"],
-                storage=f"sqlite:///{Path(repo_root).resolve() / 'optuna.db'}",
+                storage=f"sqlite:///{workspace_root(repo_root) / 'optuna.db'}",
                 study_name=f"cnn-lstm-{fingerprint}",
                 timeout_s=search["timeout_s"],
                 max_epochs=search["max_epochs"],

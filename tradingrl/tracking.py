@@ -19,12 +19,24 @@ from pathlib import Path
 TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
 
 
+def workspace_root(repo_root: Path) -> Path:
+    """The user's checkout. ``dvc exp run --temp`` runs the stages in a copy
+    under ``<checkout>/.dvc/tmp/exps/``; runs there must still land in the
+    checkout's store, not in a folder DVC deletes afterwards."""
+    path = Path(repo_root).resolve()
+    parts = path.parts
+    for i in range(len(parts) - 3):
+        if parts[i : i + 3] == (".dvc", "tmp", "exps"):
+            return Path(*parts[:i])
+    return path
+
+
 def tracking_uri(repo_root: Path) -> str:
     """The MLflow tracking URI for a checkout at ``repo_root``."""
     from_env = os.environ.get(TRACKING_URI_ENV)
     if from_env:
         return from_env
-    return f"sqlite:///{Path(repo_root).resolve() / 'mlflow.db'}"
+    return f"sqlite:///{workspace_root(repo_root) / 'mlflow.db'}"
 
 
 def artifact_root(uri: str) -> str | None:

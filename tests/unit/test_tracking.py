@@ -55,3 +55,11 @@ def test_git_commit_marks_dirty_checkouts(tmp_path):
 def test_artifacts_live_beside_a_sqlite_store_not_in_the_working_folder(tmp_path):
     assert artifact_root(f"sqlite:///{tmp_path}/mlflow.db") == (tmp_path / "mlartifacts").as_uri()
     assert artifact_root("http://127.0.0.1:5000") is None
+
+
+def test_dvc_temp_experiments_log_to_the_checkouts_store(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    temp_copy = tmp_path / "repo" / ".dvc" / "tmp" / "exps" / "tmpab12cd"
+    assert workspace_root(temp_copy) == (tmp_path / "repo").resolve()
+    assert tracking_uri(temp_copy) == f"sqlite:///{(tmp_path / 'repo').resolve()}/mlflow.db"
+    assert workspace_root(tmp_path / "repo") == (tmp_path / "repo").resolve()
