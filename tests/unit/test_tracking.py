@@ -10,6 +10,7 @@ from tradingrl.tracking import (
     git_commit,
     provenance_tags,
     tracking_uri,
+    workspace_root,
 )
 
 
