@@ -1,0 +1,57 @@
+"""The hook through which a risk layer may change the agent's target before execution.
+
+A risk function is any callable ``(proposed_target, context) -> allowed_target``:
+targets are positions as signed fractions of equity in [-1, 1]; the environment
+clips the returned value to that range and refuses NaN. It is called once per
+step, at the decision bar t, before the order is sized; everything in the
+context is known at the close of bar t.
+
+The real layer lives in :mod:`tradingrl.risk`; this module only fixes the
+contract and a no-op default.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypedDict
+
+import numpy as np
+
+
+class RiskContext(TypedDict):
+    """What the environment passes to the risk function at decision bar t.
+
+    bar: index of bar t in the market arrays.
+    equity: account equity at the close of t (quote currency).
+    peak_equity: highest equity at a close since the episode began.
+    drawdown: 1 - equity / peak_equity (fraction, >= 0).
+    position: current position, signed fraction of equity at the close of t.
+    returns: read-only view of the asset's last ``risk_lookback`` log
+        close-to-close returns ending at t (oldest first; fewer near the start
+        of the data, the first bar's is NaN).
+    sigma: the asset's past-only per-bar volatility at t (fraction).
+    confidence: the trend model's confidence at t (NaN without that column).
+    expected_return: the trend model's expected forward log return at t (NaN
+        without that column).
+    state: a dict owned by the environment for the hook's own memory; emptied at
+        every ``reset()``, otherwise left alone.
+    """
+
+    bar: int
+    equity: float
+    peak_equity: float
+    drawdown: float
+    position: float
+    returns: np.ndarray
+    sigma: float
+    confidence: float
+    expected_return: float
+    state: dict[str, Any]
+
+
+RiskFn = Callable[[float, RiskContext], float]
+
+
+def no_risk_limit(proposed_target: float, context: RiskContext) -> float:
+    """The default: allow the agent's target unchanged."""
+    return proposed_target
