@@ -36,6 +36,7 @@ bench: setup
 	PATH=$(BIN):$$PATH python benchmarks/bench_cli_startup.py
 	PATH=$(BIN):$$PATH python benchmarks/bench_indicators.py
 	PATH=$(BIN):$$PATH python benchmarks/bench_cnn_lstm.py
+	PATH=$(BIN):$$PATH python benchmarks/bench_env.py
 
 lint: setup
 	$(BIN)/ruff check tradingrl tasks tests benchmarks
