@@ -37,6 +37,7 @@ bench: setup
 	PATH=$(BIN):$$PATH python benchmarks/bench_indicators.py
 	PATH=$(BIN):$$PATH python benchmarks/bench_cnn_lstm.py
 	PATH=$(BIN):$$PATH python benchmarks/bench_env.py
+	PATH=$(BIN):$$PATH python benchmarks/bench_risk.py
 
 lint: setup
 	$(BIN)/ruff check tradingrl tasks tests benchmarks
