@@ -360,3 +360,26 @@ def test_risk_fn_sees_only_the_past_and_changes_the_target() -> None:
     assert seen[-1]["state"]["calls"] == 2
     env.reset()
     assert seen[-1]["state"] == {}
+
+
+def test_risk_layer_hook_enforces_limits_inside_the_env():
+    from gymnasium.utils.env_checker import check_env as gym_check_env
+
+    from tradingrl.envs import make_synthetic_env, risk_layer_hook
+    from tradingrl.risk import RiskLimits
+
+    limits = RiskLimits(max_position=0.3, vol_target=0.10, var_limit=0.02, drawdown_limit=0.2)
+    env = make_synthetic_env(risk_fn=risk_layer_hook(limits), risk_lookback=60)
+    gym_check_env(env, skip_render_check=True)
+    env.reset(seed=0)
+    rng = np.random.default_rng(0)
+    positions, requested = [], []
+    for _ in range(300):
+        _, _, terminated, truncated, info = env.step(np.array([rng.choice([-1.0, 1.0])], np.float32))
+        requested.append(abs(info["requested_target"]))
+        positions.append(abs(info["target"]))
+        if terminated or truncated:
+            break
+    assert max(positions) <= 0.3 + 1e-12  # the agent asked for +-1 every bar
+    assert max(requested) == 1.0
+    assert max(positions) > 0.05  # limited, not simply flat

@@ -19,7 +19,7 @@ from tradingrl.envs.arrays import (
 )
 from tradingrl.envs.costs import ExecutionCosts, FillCosts, cap_fill, fill_costs
 from tradingrl.envs.factory import SYNTHETIC_FEATURES, make_synthetic_env, synthetic_market_arrays
-from tradingrl.envs.risk_hook import RiskContext, RiskFn, no_risk_limit
+from tradingrl.envs.risk_hook import RiskContext, RiskFn, no_risk_limit, risk_layer_hook
 from tradingrl.envs.single_asset import ACCOUNT_STATE_NAMES, REWARD_MODES, SingleAssetTradingEnv
 
 SINGLE_ASSET_ENV_ID = "tradingrl/SingleAsset-v0"
@@ -45,6 +45,7 @@ __all__ = [
     "is_label_like",
     "make_synthetic_env",
     "no_risk_limit",
+    "risk_layer_hook",
     "rolling_sigma",
     "synthetic_market_arrays",
 ]

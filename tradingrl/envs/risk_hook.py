@@ -55,3 +55,41 @@ RiskFn = Callable[[float, RiskContext], float]
 def no_risk_limit(proposed_target: float, context: RiskContext) -> float:
     """The default: allow the agent's target unchanged."""
     return proposed_target
+
+
+def risk_layer_hook(limits: Any, *, forecast_horizon_bars: int = 1) -> RiskFn:
+    """A :data:`RiskFn` that passes every target through
+    :func:`tradingrl.risk.apply_risk` (single asset), keeping the layer's
+    state (peak equity, breaker) in ``context["state"]``.
+
+    The env's log returns are turned into the simple returns the layer
+    expects; the trend model's expected return covers ``forecast_horizon_bars``
+    bars and is divided down to one bar for the Kelly cap. Give the env a
+    ``risk_lookback`` above ``limits.min_history``: the oldest return in the
+    window can be NaN, and too little history makes the layer go flat.
+    """
+    from tradingrl.risk import RiskState, apply_risk
+
+    if forecast_horizon_bars < 1:
+        raise ValueError("forecast_horizon_bars must be >= 1")
+
+    def hook(proposed_target: float, context: RiskContext) -> float:
+        memory = context["state"]
+        decision = apply_risk(
+            np.array([proposed_target]),
+            limits=limits,
+            state=memory.get("risk_state", RiskState()),
+            equity=context["equity"],
+            recent_returns=np.expm1(context["returns"])[:, None],
+            confidence=np.array([context["confidence"]]) if limits.confidence_sizing else None,
+            expected_return=(
+                np.array([np.expm1(context["expected_return"]) / forecast_horizon_bars])
+                if limits.kelly_fraction is not None
+                else None
+            ),
+        )
+        memory["risk_state"] = decision.state
+        memory["binding"] = decision.binding
+        return float(decision.target[0])
+
+    return hook
