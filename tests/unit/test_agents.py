@@ -1,0 +1,248 @@
+"""Agent training: a planted signal is learned, checkpoints resume, SAC/TD3 run,
+and the evaluation reports the env's own numbers."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import pickle
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tradingrl.agents import (
+    AgentSettings,
+    evaluate_policy_on,
+    latest_checkpoint,
+    make_env_fn,
+    make_vec_env_for,
+    train_agent,
+    train_seeds,
+)
+from tradingrl.envs import DEFAULT_PREDICTION_COLUMNS, ExecutionCosts, MarketArrays
+
+LOW_COSTS = ExecutionCosts(commission_bps=0.5, spread_bps=0.5, impact_coef=0.0,
+                           participation_limit=1.0)
+TRAIN_KWARGS: dict[str, Any] = {"window": 1, "costs": LOW_COSTS, "random_start": True,
+                                "max_steps": 64}
+PPO_FAST: dict[str, Any] = {"n_steps": 64, "batch_size": 32, "n_epochs": 4}
+
+
+def planted_market(n: int, seed: int, *, move: float = 0.01) -> MarketArrays:
+    """Bars opening at the previous close and moving +-``move`` (log) open-to-close
+    at random; the prediction columns at bar t hold the sign of bar t+1's move,
+    the bar a decision at t fills in (at its open) and is marked at (its close).
+    The features are noise."""
+    rng = np.random.default_rng(seed)
+    moves = np.where(rng.random(n) < 0.5, move, -move)
+    close = 100.0 * np.exp(np.cumsum(moves))
+    open_ = np.concatenate([[100.0], close[:-1]])
+    sign_next = np.zeros(n)
+    sign_next[:-1] = np.sign(moves[1:])
+    predictions = np.column_stack([
+        (sign_next < 0).astype(float),  # p_down
+        np.zeros(n),  # p_flat
+        (sign_next > 0).astype(float),  # p_up
+        0.01 * sign_next,  # expected_return
+        np.ones(n),  # confidence
+    ])
+    return MarketArrays(
+        symbol="PLANTED", open=open_, high=np.maximum(open_, close) * 1.001,
+        low=np.minimum(open_, close) * 0.999, close=close, volume=np.full(n, 1e9),
+        features=rng.normal(size=(n, 1)), feature_names=("noise",),
+        predictions=predictions, prediction_names=DEFAULT_PREDICTION_COLUMNS)
+
+
+class ConstantPolicy:
+    """Always the same target position."""
+
+    def __init__(self, target: float) -> None:
+        self.target = target
+
+    def predict(self, obs: np.ndarray, deterministic: bool = True) -> tuple[np.ndarray, None]:
+        return np.array([self.target], dtype=np.float32), None
+
+
+class RandomPolicy:
+    """A uniform target in [-1, 1] each bar."""
+
+    def __init__(self, seed: int) -> None:
+        self.rng = np.random.default_rng(seed)
+
+    def predict(self, obs: np.ndarray, deterministic: bool = True) -> tuple[np.ndarray, None]:
+        return self.rng.uniform(-1.0, 1.0, size=1).astype(np.float32), None
+
+
+def tiny_settings(**overrides: Any) -> AgentSettings:
+    base: dict[str, Any] = {
+        "total_timesteps": 128, "eval_freq": 64, "checkpoint_freq": 64, "patience": None,
+        "policy_kwargs": {"net_arch": [16]}, "algorithm_kwargs": PPO_FAST,
+    }
+    base.update(overrides)
+    return AgentSettings(**base)
+
+
+# ------------------------------------------------------------------ behaviour
+def test_ppo_learns_a_planted_signal_better_than_random_and_flat(tmp_path: Path) -> None:
+    train, val, test = planted_market(400, 1), planted_market(150, 2), planted_market(200, 3)
+    settings = AgentSettings(
+        total_timesteps=3_000, eval_freq=1_000, checkpoint_freq=10_000, patience=None,
+        learning_rate=3e-3, policy_kwargs={"net_arch": [32, 32]},
+        algorithm_kwargs={"n_steps": 128, "batch_size": 64, "n_epochs": 10, "gamma": 0.0,
+                          "ent_coef": 0.0})
+    agent = train_agent(train, val, settings, seed=0, out_dir=tmp_path, env_kwargs=TRAIN_KWARGS)
+
+    learned = evaluate_policy_on(test, agent.model, TRAIN_KWARGS)["total_log_return"]
+    best = evaluate_policy_on(test, ConstantPolicy(0.0), TRAIN_KWARGS)  # flat: exactly 0
+    random_mean = np.mean([evaluate_policy_on(test, RandomPolicy(s), TRAIN_KWARGS)
+                           ["total_log_return"] for s in range(5)])
+    assert best["total_log_return"] == 0.0
+    # Perfect foresight earns ~0.01 a bar over ~200 bars; demand a large share of it.
+    assert learned > 1.0
+    assert learned > random_mean + 0.5
+    assert agent.best_val_mean_reward > 0.5
+
+
+def test_evaluate_flat_policy_is_zero_and_long_policy_reports_env_numbers() -> None:
+    market = planted_market(120, 7)
+    flat = evaluate_policy_on(market, ConstantPolicy(0.0), {"window": 1, "costs": LOW_COSTS})
+    assert flat["total_log_return"] == 0.0
+    assert flat["n_trades"] == 0 and flat["turnover"] == 0.0
+    assert flat["final_equity_ratio"] == 1.0 and flat["max_drawdown"] == 0.0
+    assert flat["n_steps"] == 120 - 3  # decision bars 2 (after sigma warm-up) .. 118
+
+    long = evaluate_policy_on(market, ConstantPolicy(1.0),
+                              {"window": 1, "costs": ExecutionCosts.zero(), "random_start": True,
+                               "max_steps": 5})  # switched off: one episode over the span
+    assert long["n_steps"] == 117 and long["n_trades"] >= 1
+    assert long["total_log_return"] == pytest.approx(math.log(long["final_equity_ratio"]))
+    # Fully long from the open of bar 3 with no costs: equity follows the price.
+    expected = math.log(1.0 + (market.close[-1] - market.open[3]) / market.close[2])
+    assert long["total_log_return"] == pytest.approx(expected, rel=1e-6)
+    assert long["max_drawdown"] > 0.0
+
+
+# ------------------------------------------------------------------ checkpoints and resume
+def test_train_agent_writes_best_model_and_checkpoints_then_resumes(tmp_path: Path) -> None:
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    class CountSteps(BaseCallback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.calls = 0
+
+        def _on_step(self) -> bool:
+            self.calls += 1
+            return True
+
+    market = planted_market(200, 4)
+    first = train_agent(market, market, tiny_settings(), seed=3, out_dir=tmp_path,
+                        env_kwargs=TRAIN_KWARGS)
+    assert first.timesteps == 128 and first.resumed_from is None
+    assert first.best_model_path == tmp_path / "best_model.zip"
+    assert first.best_model_path.is_file()
+    assert math.isfinite(first.best_val_mean_reward)
+    assert latest_checkpoint(tmp_path) == tmp_path / "checkpoints" / "agent_128_steps.zip"
+    with np.load(tmp_path / "evaluations.npz") as history:
+        assert list(history["timesteps"]) == [64, 128]
+
+    counter = CountSteps()
+    second = train_agent(market, market, tiny_settings(total_timesteps=256), seed=3,
+                         out_dir=tmp_path, env_kwargs=TRAIN_KWARGS, callbacks=[counter])
+    assert second.resumed_from == tmp_path / "checkpoints" / "agent_128_steps.zip"
+    assert second.timesteps == 256
+    assert counter.calls == 128  # continued from 128, did not restart at 0
+    assert latest_checkpoint(tmp_path) == tmp_path / "checkpoints" / "agent_256_steps.zip"
+    with np.load(tmp_path / "evaluations.npz") as history:
+        assert list(history["timesteps"]) == [64, 128, 192, 256]
+    assert second.best_val_mean_reward >= first.best_val_mean_reward
+
+    third = train_agent(market, market, tiny_settings(total_timesteps=256), seed=3,
+                        out_dir=tmp_path, env_kwargs=TRAIN_KWARGS)
+    assert third.timesteps == 256  # already done: nothing more is trained
+
+
+@pytest.mark.parametrize("algorithm", ["sac", "td3"])
+def test_off_policy_algorithms_train_and_save_replay_buffers(algorithm: str,
+                                                             tmp_path: Path) -> None:
+    market = planted_market(200, 5)
+    settings = AgentSettings(
+        algorithm=algorithm, total_timesteps=300, eval_freq=150, checkpoint_freq=150,
+        patience=None, policy_kwargs={"net_arch": [16]},
+        algorithm_kwargs={"learning_starts": 100, "buffer_size": 1_000, "batch_size": 32})
+    agent = train_agent(market, market, settings, seed=0, out_dir=tmp_path,
+                        env_kwargs=TRAIN_KWARGS)
+    assert agent.timesteps == 300
+    assert type(agent.model).__name__ == algorithm.upper()
+    assert agent.best_model_path.is_file()
+    assert (tmp_path / "checkpoints" / "agent_replay_buffer_300_steps.pkl").is_file()
+    metrics = evaluate_policy_on(market, agent.model, TRAIN_KWARGS)
+    assert metrics["n_steps"] == len(market) - 3
+
+    resumed = train_agent(market, market, dataclasses.replace(settings, total_timesteps=450),
+                          seed=0, out_dir=tmp_path, env_kwargs=TRAIN_KWARGS)
+    assert resumed.timesteps == 450
+    # The saved buffer was loaded, not refilled (150 new steps alone would give 150);
+    # SB3 saves it in on_step, before that step's transition is stored: 299 + 150.
+    assert resumed.model.replay_buffer.size() == 449
+
+
+def test_early_stopping_stops_before_total_timesteps(tmp_path: Path) -> None:
+    market = planted_market(200, 6)
+    # learning_rate tiny: the validation reward cannot improve, so patience 1 stops it.
+    settings = tiny_settings(total_timesteps=2_000, patience=1, min_evals=1,
+                             learning_rate=1e-12, checkpoint_freq=10_000)
+    agent = train_agent(market, market, settings, seed=0, out_dir=tmp_path,
+                        env_kwargs=TRAIN_KWARGS)
+    assert agent.timesteps < 2_000
+
+
+# ------------------------------------------------------------------ plumbing
+def test_env_factory_pickles_and_subprocess_vec_env_runs() -> None:
+    from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
+
+    market = planted_market(80, 8)
+    factory = pickle.loads(pickle.dumps(make_env_fn(market, window=2)))
+    env = factory()
+    assert type(env).__name__ == "Monitor" and env.unwrapped.window == 2
+
+    single = make_vec_env_for(market, {"window": 1}, n_envs=1, seed=0)
+    assert isinstance(single, DummyVecEnv)
+    single.close()
+    vec = make_vec_env_for(market, {"window": 1, "random_start": True}, n_envs=2, seed=0)
+    try:
+        assert isinstance(vec, SubprocVecEnv) and vec.num_envs == 2
+        vec.reset()
+        _, rewards, _, infos = vec.step(np.ones((2, 1), dtype=np.float32))
+        assert rewards.shape == (2,)
+        assert all(r == pytest.approx(i["log_return"]) for r, i in zip(rewards, infos, strict=True))
+    finally:
+        vec.close()
+
+
+def test_train_seeds_reports_mean_std_and_trial_count(tmp_path: Path) -> None:
+    market = planted_market(150, 9)
+    results = train_seeds(market, market, tiny_settings(seeds=(0, 1)), out_dir=tmp_path,
+                          env_kwargs=TRAIN_KWARGS)
+    values = [a.best_val_mean_reward for a in results.agents]
+    assert results.n_trials == 2 and [a.seed for a in results.agents] == [0, 1]
+    assert results.val_mean == pytest.approx(np.mean(values))
+    assert results.val_std == pytest.approx(np.std(values, ddof=1))
+    assert (tmp_path / "seed_0" / "best_model.zip").is_file()
+    assert (tmp_path / "seed_1" / "best_model.zip").is_file()
+
+
+@pytest.mark.parametrize("bad", [
+    {"algorithm": "dqn"}, {"total_timesteps": 0}, {"seeds": ()}, {"seeds": (1, 1)},
+    {"patience": 0}, {"learning_rate": -1.0},
+])
+def test_settings_refuse_invalid_values(bad: dict[str, Any]) -> None:
+    with pytest.raises(ValueError):
+        AgentSettings(**bad)
+
+
+def test_settings_default_to_ppo_with_three_seeds() -> None:
+    settings = AgentSettings()
+    assert settings.algorithm == "ppo" and len(settings.seeds) == 3

@@ -1,0 +1,357 @@
+"""Train stable-baselines3 agents on :class:`~tradingrl.envs.SingleAssetTradingEnv`.
+
+The pure pieces of the ``train_agent`` stage: settings, a picklable environment
+factory (what ``SubprocVecEnv`` needs), one training run with validation-based
+early stopping, checkpoints and resume, a deterministic evaluation over a whole
+span, and a loop over seeds.
+
+Steps and frequencies are counted in environment steps (bars traded) summed
+over all parallel environments, as ``total_timesteps`` is in SB3; they are
+divided by ``n_envs`` before they reach SB3's callbacks, which count calls.
+
+Resume: :class:`~stable_baselines3.common.callbacks.CheckpointCallback` writes
+``<out_dir>/checkpoints/agent_<steps>_steps.zip`` (and, for SAC/TD3, the replay
+buffer next to it). When :func:`train_agent` finds a checkpoint there it loads
+the one with the most steps with ``ALGORITHMS[name].load(zip, env=...)``, loads
+its replay buffer if present (SB3 saves it before the checkpoint step's own
+transition is stored, so one transition is lost per resume), and continues with
+``learn(total_timesteps - model.num_timesteps, reset_num_timesteps=False)``: the
+step counter, the learning-rate schedule and the logs go on from where they
+stopped instead of restarting. The validation history in
+``<out_dir>/evaluations.npz`` is carried over, so the best model is only replaced
+by a better one.
+
+Heavy imports (torch, stable-baselines3) happen inside the functions.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tradingrl.envs.arrays import MarketArrays
+from tradingrl.envs.single_asset import SingleAssetTradingEnv
+
+ALGORITHM_NAMES: tuple[str, ...] = ("ppo", "sac", "td3")
+BEST_MODEL_NAME = "best_model"  # EvalCallback's file name: <out_dir>/best_model.zip
+CHECKPOINT_DIR = "checkpoints"
+CHECKPOINT_PREFIX = "agent"
+_CHECKPOINT_RE = re.compile(rf"^{CHECKPOINT_PREFIX}_(\d+)_steps\.zip$")
+
+
+def algorithm_classes() -> dict[str, type]:
+    """{"ppo": PPO, "sac": SAC, "td3": TD3} (imported here: SB3 pulls in torch)."""
+    from stable_baselines3 import PPO, SAC, TD3
+
+    return {"ppo": PPO, "sac": SAC, "td3": TD3}
+
+
+@dataclass(frozen=True)
+class AgentSettings:
+    """How to train one agent.
+
+    algorithm: "ppo", "sac" or "td3" (SAC/TD3 need the env's continuous Box action).
+    total_timesteps: environment steps to train for (all envs together).
+    n_envs: parallel training environments; > 1 runs them in subprocesses
+        (``SubprocVecEnv``), 1 in-process (``DummyVecEnv``).
+    seeds: the seeds :func:`train_seeds` runs; their count is the number of
+        trials a deflated Sharpe ratio must account for.
+    learning_rate: the optimiser's step size.
+    policy_kwargs: passed to the policy (e.g. ``{"net_arch": [64, 64]}``).
+    algorithm_kwargs: further constructor arguments of the algorithm
+        (``n_steps``, ``batch_size``, ``gamma``, ``buffer_size``...).
+    eval_freq: validate every this many environment steps.
+    n_eval_episodes: validation episodes per evaluation (the validation env is
+        deterministic from the start of its span, so 1 is enough for a
+        deterministic policy).
+    patience: stop after this many validations without a new best mean
+        reward (None: never stop early).
+    min_evals: validations before early stopping may act.
+    checkpoint_freq: save a checkpoint every this many environment steps.
+    policy: SB3 policy name.
+    device: torch device for the model ("cpu" by default: small MLPs on a
+        GPU are slower).
+    """
+
+    algorithm: str = "ppo"
+    total_timesteps: int = 100_000
+    n_envs: int = 1
+    seeds: tuple[int, ...] = (0, 1, 2)
+    learning_rate: float = 3e-4
+    policy_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    algorithm_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    eval_freq: int = 10_000
+    n_eval_episodes: int = 1
+    patience: int | None = 5
+    min_evals: int = 1
+    checkpoint_freq: int = 10_000
+    policy: str = "MlpPolicy"
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        if self.algorithm not in ALGORITHM_NAMES:
+            raise ValueError(f"algorithm must be one of {ALGORITHM_NAMES}, got {self.algorithm!r}")
+        for name in ("total_timesteps", "n_envs", "eval_freq", "n_eval_episodes",
+                     "checkpoint_freq"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if self.patience is not None and self.patience < 1:
+            raise ValueError(f"patience must be >= 1 or None, got {self.patience}")
+        if self.min_evals < 0:
+            raise ValueError(f"min_evals must be >= 0, got {self.min_evals}")
+        seeds = tuple(int(s) for s in self.seeds)
+        if not seeds or len(set(seeds)) != len(seeds):
+            raise ValueError(f"seeds must be a non-empty tuple of distinct ints, got {self.seeds}")
+        object.__setattr__(self, "seeds", seeds)
+        if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+
+
+@dataclass(frozen=True)
+class TrainedAgent:
+    """The result of one :func:`train_agent` run.
+
+    model: the SB3 model as it was when training stopped (not necessarily the best).
+    best_val_mean_reward: best mean validation episode reward (sum of the env's
+        rewards over the validation span, deterministic actions).
+    best_model_path: the zip of the model that reached it.
+    timesteps: environment steps trained in total (including resumed ones).
+    seed: the run's seed.
+    resumed_from: the checkpoint it continued from, or None.
+    """
+
+    model: Any
+    best_val_mean_reward: float
+    best_model_path: Path
+    timesteps: int
+    seed: int
+    resumed_from: Path | None = None
+
+
+def _build_env(market: MarketArrays, env_kwargs: Mapping[str, Any]) -> Any:
+    """Module-level so ``functools.partial`` of it pickles (SubprocVecEnv)."""
+    from stable_baselines3.common.monitor import Monitor
+
+    return Monitor(SingleAssetTradingEnv(market, **env_kwargs))
+
+
+def make_env_fn(market: MarketArrays, **env_kwargs: Any) -> functools.partial[Any]:
+    """A picklable zero-argument factory of a ``Monitor``-wrapped
+    :class:`SingleAssetTradingEnv` on ``market`` (env_kwargs: window, costs,
+    start_bar, random_start, ...)."""
+    return functools.partial(_build_env, market, dict(env_kwargs))
+
+
+def make_vec_env_for(market: MarketArrays, env_kwargs: Mapping[str, Any], *, n_envs: int,
+                     seed: int) -> Any:
+    """``n_envs`` environments on ``market``: ``SubprocVecEnv`` when n_envs > 1,
+    else ``DummyVecEnv`` (env i is seeded ``seed + i`` by ``make_vec_env``)."""
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
+
+    return make_vec_env(make_env_fn(market, **env_kwargs), n_envs=n_envs, seed=seed,
+                        vec_env_cls=SubprocVecEnv if n_envs > 1 else DummyVecEnv)
+
+
+def validation_env_kwargs(env_kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """The training kwargs for the validation env: every episode starts at the
+    first decision bar of the span and runs to its end."""
+    return {**env_kwargs, "random_start": False, "max_steps": None}
+
+
+def latest_checkpoint(out_dir: str | Path) -> Path | None:
+    """The checkpoint zip with the most steps in ``<out_dir>/checkpoints``, or None."""
+    directory = Path(out_dir) / CHECKPOINT_DIR
+    if not directory.is_dir():
+        return None
+    found = [(int(m.group(1)), p) for p in directory.iterdir()
+             if (m := _CHECKPOINT_RE.match(p.name))]
+    return max(found)[1] if found else None
+
+
+def _replay_buffer_path(checkpoint: Path) -> Path:
+    steps = _CHECKPOINT_RE.match(checkpoint.name).group(1)  # type: ignore[union-attr]
+    return checkpoint.with_name(f"{CHECKPOINT_PREFIX}_replay_buffer_{steps}_steps.pkl")
+
+
+def train_agent(
+    train_market: MarketArrays,
+    val_market: MarketArrays,
+    settings: AgentSettings,
+    *,
+    seed: int,
+    out_dir: str | Path,
+    env_kwargs: Mapping[str, Any] | None = None,
+    callbacks: Sequence[Any] = (),
+) -> TrainedAgent:
+    """Train (or resume) one agent and keep the best model on validation.
+
+    Training envs run on ``train_market`` with ``env_kwargs``; the validation
+    env runs on ``val_market`` with :func:`validation_env_kwargs`, deterministic
+    actions. ``EvalCallback`` saves ``<out_dir>/best_model.zip`` and
+    ``<out_dir>/evaluations.npz``; ``StopTrainingOnNoModelImprovement`` stops
+    after ``settings.patience`` validations without improvement;
+    ``CheckpointCallback`` writes ``<out_dir>/checkpoints``. A resumed run
+    continues from the latest checkpoint (see the module docstring). After
+    ``learn`` the final model is validated once more and kept as the best model
+    if it beats every earlier validation, so a best model always exists.
+    ``callbacks``: further SB3 callbacks.
+    """
+    from stable_baselines3.common.callbacks import (
+        CallbackList,
+        CheckpointCallback,
+        EvalCallback,
+        StopTrainingOnNoModelImprovement,
+    )
+    from stable_baselines3.common.evaluation import evaluate_policy
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    env_kwargs = dict(env_kwargs or {})
+    algorithm = algorithm_classes()[settings.algorithm]
+    off_policy = settings.algorithm in ("sac", "td3")
+
+    train_env = make_vec_env_for(train_market, env_kwargs, n_envs=settings.n_envs, seed=seed)
+    eval_env = DummyVecEnv([make_env_fn(val_market, **validation_env_kwargs(env_kwargs))])
+    eval_env.seed(seed)
+    try:
+        checkpoint = latest_checkpoint(out)
+        if checkpoint is not None:
+            model = algorithm.load(checkpoint, env=train_env, device=settings.device)
+            buffer = _replay_buffer_path(checkpoint)
+            if off_policy and buffer.exists():
+                model.load_replay_buffer(buffer)
+        else:
+            model = algorithm(
+                settings.policy, train_env, learning_rate=settings.learning_rate,
+                policy_kwargs=dict(settings.policy_kwargs) or None, seed=seed,
+                device=settings.device, verbose=0, **dict(settings.algorithm_kwargs))
+
+        per_env = settings.n_envs
+        stopper = (None if settings.patience is None else StopTrainingOnNoModelImprovement(
+            max_no_improvement_evals=settings.patience, min_evals=settings.min_evals, verbose=0))
+        evaluator = EvalCallback(
+            eval_env, callback_after_eval=stopper, n_eval_episodes=settings.n_eval_episodes,
+            eval_freq=max(settings.eval_freq // per_env, 1), log_path=str(out),
+            best_model_save_path=str(out), deterministic=True, verbose=0)
+        history = out / "evaluations.npz"
+        if checkpoint is not None and history.exists():
+            # Carry the earlier validations over so EvalCallback neither forgets
+            # the best score nor overwrites the history with the new part only.
+            with np.load(history) as old:
+                evaluator.evaluations_timesteps = [int(t) for t in old["timesteps"]]
+                evaluator.evaluations_results = [list(r) for r in old["results"]]
+                evaluator.evaluations_length = [list(r) for r in old["ep_lengths"]]
+            if evaluator.evaluations_results:
+                evaluator.best_mean_reward = float(
+                    np.max(np.mean(evaluator.evaluations_results, axis=1)))
+        checkpointer = CheckpointCallback(
+            save_freq=max(settings.checkpoint_freq // per_env, 1),
+            save_path=str(out / CHECKPOINT_DIR), name_prefix=CHECKPOINT_PREFIX,
+            save_replay_buffer=off_policy, verbose=0)
+
+        remaining = settings.total_timesteps - model.num_timesteps
+        if remaining > 0:
+            model.learn(total_timesteps=remaining,
+                        callback=CallbackList([evaluator, checkpointer, *callbacks]),
+                        reset_num_timesteps=checkpoint is None)
+
+        best = float(evaluator.best_mean_reward)
+        best_path = out / f"{BEST_MODEL_NAME}.zip"
+        final_rewards, _ = evaluate_policy(model, eval_env, n_eval_episodes=settings.n_eval_episodes,
+                                           deterministic=True, return_episode_rewards=True)
+        final_mean = float(np.mean(final_rewards))
+        if not best_path.exists() or final_mean > best:
+            model.save(best_path)
+            best = final_mean
+        return TrainedAgent(model=model, best_val_mean_reward=best, best_model_path=best_path,
+                            timesteps=int(model.num_timesteps), seed=int(seed),
+                            resumed_from=checkpoint)
+    finally:
+        train_env.close()
+        eval_env.close()
+
+
+def evaluate_policy_on(market: MarketArrays, model: Any,
+                       env_kwargs: Mapping[str, Any] | None = None) -> dict[str, float]:
+    """Run one deterministic episode of ``model`` over the whole span of ``market``
+    (from its first decision bar; ``random_start`` and ``max_steps`` are
+    switched off) and report it from the env's ``info``:
+
+    total_log_return: sum of ``info["log_return"]`` (= log final / initial equity).
+    final_equity_ratio: final equity / initial equity.
+    n_trades: steps in which shares were traded.
+    turnover: sum over steps of |traded shares| * fill price / equity before
+        the step (fractions of equity, summed).
+    max_drawdown: the largest ``info["drawdown"]`` (fraction of peak equity).
+    n_steps: steps in the episode.
+
+    ``model`` is anything with SB3's ``predict(obs, deterministic=True)``.
+    """
+    env = SingleAssetTradingEnv(market, **validation_env_kwargs(env_kwargs or {}))
+    obs, info = env.reset()
+    initial = equity = float(info["equity"])
+    total_log_return = turnover = max_drawdown = 0.0
+    n_trades = n_steps = 0
+    done = False
+    while not done:
+        action, _ = model.predict(obs, deterministic=True)
+        obs, _, terminated, truncated, info = env.step(action)
+        done = terminated or truncated
+        total_log_return += info["log_return"]
+        if info["traded_shares"] != 0.0:
+            n_trades += 1
+            turnover += abs(info["traded_shares"]) * info["fill_price"] / equity
+        max_drawdown = max(max_drawdown, info["drawdown"])
+        equity = float(info["equity"])
+        n_steps += 1
+    return {
+        "total_log_return": float(total_log_return),
+        "final_equity_ratio": equity / initial,
+        "n_trades": float(n_trades),
+        "turnover": float(turnover),
+        "max_drawdown": float(max_drawdown),
+        "n_steps": float(n_steps),
+    }
+
+
+@dataclass(frozen=True)
+class SeedResults:
+    """:func:`train_seeds`' result: one :class:`TrainedAgent` per seed, and the
+    mean and std (ddof=1; 0 for one seed) of their best validation mean reward.
+    ``n_trials`` (the number of seeds) is the trial count for a deflated Sharpe ratio."""
+
+    agents: tuple[TrainedAgent, ...]
+    val_mean: float
+    val_std: float
+    n_trials: int
+
+
+def train_seeds(
+    train_market: MarketArrays,
+    val_market: MarketArrays,
+    settings: AgentSettings,
+    *,
+    out_dir: str | Path,
+    env_kwargs: Mapping[str, Any] | None = None,
+    callbacks: Sequence[Any] = (),
+) -> SeedResults:
+    """:func:`train_agent` for each of ``settings.seeds``, each in ``<out_dir>/seed_<s>``."""
+    agents = tuple(
+        train_agent(train_market, val_market, settings, seed=seed,
+                    out_dir=Path(out_dir) / f"seed_{seed}", env_kwargs=env_kwargs,
+                    callbacks=callbacks)
+        for seed in settings.seeds)
+    values = np.array([a.best_val_mean_reward for a in agents])
+    return SeedResults(agents=agents, val_mean=float(values.mean()),
+                       val_std=float(values.std(ddof=1)) if len(values) > 1 else 0.0,
+                       n_trials=len(agents))
