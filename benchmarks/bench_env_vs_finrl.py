@@ -33,7 +33,6 @@ import importlib.util
 import platform
 import subprocess
 import sys
-import time
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -41,13 +40,13 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import pandas as pd
+from bench_env import N_ACTION_ARRAYS, run  # the same timed loop for both envs
 
 from tradingrl.envs import MarketArrays, SingleAssetTradingEnv, synthetic_market_arrays
 
 FINRL_VERSION = "0.3.7"
 FINRL_ENV_FILE = Path("finrl", "meta", "env_stock_trading", "env_stocktrading.py")
 DEFAULT_FINRL_DIR = Path.home() / ".cache" / "tradingrl-bench" / f"finrl-{FINRL_VERSION}"
-N_ACTION_ARRAYS = 4096  # cycled
 
 
 def install_finrl(target: Path) -> None:
@@ -119,20 +118,6 @@ def make_finrl_env(module: ModuleType, market: MarketArrays) -> gym.Env:
 def random_actions(env: gym.Env, seed: int) -> list[Any]:
     env.action_space.seed(seed)
     return [env.action_space.sample() for _ in range(N_ACTION_ARRAYS)]
-
-
-def run(env: gym.Env, actions: list[Any], steps: int) -> float:
-    """Seconds for ``steps`` steps (resets included)."""
-    env.reset(seed=0)
-    step = env.step
-    reset = env.reset
-    mask = N_ACTION_ARRAYS - 1
-    start = time.perf_counter()
-    for i in range(steps):
-        _, _, terminated, truncated, _ = step(actions[i & mask])
-        if terminated or truncated:
-            reset()
-    return time.perf_counter() - start
 
 
 def best_rate(env: gym.Env, actions: list[Any], steps: int, repeats: int) -> float:
