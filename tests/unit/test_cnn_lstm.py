@@ -10,7 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
-from tradingrl.models.cnn_lstm import CNNLSTM, balanced_class_weights
+from tradingrl.models.cnn_lstm import CNNLSTM
+from tradingrl.models.data import inverse_frequency_weights
 from tradingrl.models.uncertainty import (
     Prediction,
     collect_logits,
@@ -233,10 +234,10 @@ def test_plateau_scheduler_monitors_val_loss():
 
 def test_balanced_class_weights():
     y = np.array([0, 0, 0, 1, 2, 2, -100])
-    weights = balanced_class_weights(y)
+    weights = inverse_frequency_weights(y)
     np.testing.assert_allclose(weights, [6 / 9, 6 / 3, 6 / 6])
     with pytest.raises(ValueError, match="every class"):
-        balanced_class_weights(np.array([0, 1, 1]))
+        inverse_frequency_weights(np.array([0, 1, 1]))
 
 
 # ---------------------------------------------------------------- MC dropout

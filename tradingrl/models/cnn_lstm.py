@@ -47,14 +47,12 @@ from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import lightning as L
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
-N_CLASSES = 3
-IGNORE_INDEX = -100
+from tradingrl.models.classes import IGNORE_INDEX, N_CLASSES
 
 
 class CNNLSTMOutput(NamedTuple):
@@ -277,15 +275,3 @@ class CNNLSTM(L.LightningModule):
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "monitor": "val_loss", "interval": "epoch"},
         }
-
-
-def balanced_class_weights(y: np.ndarray, n_classes: int = N_CLASSES) -> list[float]:
-    """Inverse-frequency weights n / (n_classes * count_k) over labelled rows
-    (y != -100), for ``CNNLSTM(class_weights=...)``. Fit on the training span
-    only. Raises if a class never occurs (a weight would be infinite)."""
-    y = np.asarray(y)
-    y = y[y != IGNORE_INDEX]
-    counts = np.bincount(y.astype(np.int64), minlength=n_classes)[:n_classes]
-    if len(y) == 0 or (counts == 0).any():
-        raise ValueError(f"every class needs at least one labelled row, counts={counts.tolist()}")
-    return [float(len(y) / (n_classes * c)) for c in counts]

@@ -30,12 +30,14 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-IGNORE_INDEX = -100
-"""Class target of an unlabelled row (the ``ignore_index`` of the loss)."""
-LABEL_OF_CLASS: tuple[int, ...] = (-1, 0, 1)
-CLASS_OF_LABEL: dict[int, int] = {label: k for k, label in enumerate(LABEL_OF_CLASS)}
-CLASS_NAMES: tuple[str, ...] = ("down", "flat", "up")
-N_CLASSES = len(LABEL_OF_CLASS)
+from tradingrl.models.classes import (  # noqa: F401  (re-exported for callers)
+    CLASS_NAMES,
+    CLASS_OF_LABEL,
+    IGNORE_INDEX,
+    LABEL_OF_CLASS,
+    N_CLASSES,
+)
+
 _NAT = np.iinfo(np.int64).min
 
 
@@ -67,7 +69,10 @@ def inverse_frequency_weights(classes: Any) -> list[float]:
     counts = np.bincount(values, minlength=N_CLASSES)
     if (counts == 0).any():
         missing = [CLASS_NAMES[k] for k in np.flatnonzero(counts == 0)]
-        raise ValueError(f"no training samples of class {missing}: inverse frequency undefined")
+        raise ValueError(
+            f"every class needs at least one labelled row; none of {missing}: "
+            "inverse frequency undefined"
+        )
     return [float(w) for w in values.size / (N_CLASSES * counts)]
 
 

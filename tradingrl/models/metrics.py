@@ -38,10 +38,9 @@ from sklearn.metrics import (
     log_loss,
 )
 
-N_CLASSES = 3
-LABELS = [0, 1, 2]
-CLASS_NAMES = ("down", "flat", "up")
-IGNORE_INDEX = -100
+from tradingrl.models.classes import CLASS_NAMES, IGNORE_INDEX, N_CLASSES
+
+LABELS = list(range(N_CLASSES))
 LOG_LOSS_CLIP = 1e-7
 DEFAULT_BINS = 15
 

@@ -29,8 +29,8 @@ from scipy.special import log_softmax, logsumexp
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
-N_CLASSES = 3
-IGNORE_INDEX = -100
+from tradingrl.models.classes import IGNORE_INDEX, N_CLASSES
+
 DOWN, FLAT, UP = 0, 1, 2
 _EPS = 1e-12
 
