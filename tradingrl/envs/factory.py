@@ -1,12 +1,13 @@
-"""The registered default: a single-asset environment on a small synthetic market.
+"""The registered defaults: environments on a small synthetic market.
 
 ``gymnasium.make("tradingrl/SingleAsset-v0")`` calls :func:`make_synthetic_env`
-with no arguments. The market is one symbol of
-:func:`tradingrl.data.synthetic.generate_market`; the features are a handful of
-past-only bar statistics (below), scaled with the mean and std of the first
-``fit_fraction`` of the bars only; predictions are neutral. Markets are cached
-per (n_bars, seed, fit_fraction): the arrays are read-only, so environments
-share them.
+with no arguments, ``gymnasium.make("tradingrl/Portfolio-v0")``
+:func:`make_synthetic_portfolio_env`. The market is one symbol (or
+``n_symbols`` symbols) of :func:`tradingrl.data.synthetic.generate_market`; the
+features are a handful of past-only bar statistics (below), scaled per symbol
+with the mean and std of the first ``fit_fraction`` of the bars only;
+predictions are neutral. Markets are cached per (n_symbols, n_bars, seed,
+fit_fraction): the arrays are read-only, so environments share them.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import pandas as pd
 
 from tradingrl.data.synthetic import SyntheticMarketConfig, generate_market
 from tradingrl.envs.arrays import MarketArrays
+from tradingrl.envs.portfolio import PortfolioTradingEnv
 from tradingrl.envs.single_asset import SingleAssetTradingEnv
 
 # ret_k: log return over the last k bars; vol_20: std of the last 20 one-bar log
@@ -46,16 +48,15 @@ def simple_features(bars: pd.DataFrame) -> pd.DataFrame:
     }, index=bars.index)
 
 
-@lru_cache(maxsize=8)
-def synthetic_market_arrays(n_bars: int = 1000, seed: int = 11,
-                            fit_fraction: float = 0.5) -> MarketArrays:
-    """MarketArrays of one synthetic symbol with ``n_bars`` usable bars (after the
-    features' warm-up), features scaled on the first ``fit_fraction`` of them.
-    The impact model's sigma is the unscaled, past-only vol_20."""
+def _check_fit_fraction(fit_fraction: float) -> None:
     if not 0.0 < fit_fraction <= 1.0:
         raise ValueError(f"fit_fraction must be in (0, 1], got {fit_fraction}")
-    bars = generate_market(SyntheticMarketConfig(
-        n_symbols=1, n_bars=n_bars + _WARMUP_BARS, seed=seed))
+
+
+def _symbol_market_arrays(bars: pd.DataFrame, fit_fraction: float) -> MarketArrays:
+    """MarketArrays of one symbol's synthetic bars (time order): the warm-up rows
+    dropped, :func:`simple_features` scaled with the mean and std of the first
+    ``fit_fraction`` of the remaining bars; sigma is the unscaled vol_20."""
     raw = simple_features(bars)
     keep = raw.notna().all(axis=1).to_numpy()
     keep[:_WARMUP_BARS] = False  # drop the warm-up rows, never fill them
@@ -74,9 +75,46 @@ def synthetic_market_arrays(n_bars: int = 1000, seed: int = 11,
     )
 
 
+@lru_cache(maxsize=8)
+def synthetic_market_arrays(n_bars: int = 1000, seed: int = 11,
+                            fit_fraction: float = 0.5) -> MarketArrays:
+    """MarketArrays of one synthetic symbol with ``n_bars`` usable bars (after the
+    features' warm-up), features scaled on the first ``fit_fraction`` of them.
+    The impact model's sigma is the unscaled, past-only vol_20."""
+    _check_fit_fraction(fit_fraction)
+    bars = generate_market(SyntheticMarketConfig(
+        n_symbols=1, n_bars=n_bars + _WARMUP_BARS, seed=seed))
+    return _symbol_market_arrays(bars, fit_fraction)
+
+
+@lru_cache(maxsize=8)
+def synthetic_portfolio_arrays(n_symbols: int = 4, n_bars: int = 1000, seed: int = 11,
+                               fit_fraction: float = 0.5) -> tuple[MarketArrays, ...]:
+    """MarketArrays of ``n_symbols`` symbols of one synthetic market (correlated,
+    same calendar), each built as :func:`synthetic_market_arrays` builds its one
+    symbol (symbol 0 is that symbol: the generator's paths do not depend on
+    ``n_symbols``). Neutral predictions."""
+    _check_fit_fraction(fit_fraction)
+    if n_symbols < 1:
+        raise ValueError(f"n_symbols must be >= 1, got {n_symbols}")
+    bars = generate_market(SyntheticMarketConfig(
+        n_symbols=n_symbols, n_bars=n_bars + _WARMUP_BARS, seed=seed))
+    return tuple(_symbol_market_arrays(group, fit_fraction)
+                 for _, group in bars.groupby("symbol", sort=True))
+
+
 def make_synthetic_env(n_bars: int = 1000, seed: int = 11, fit_fraction: float = 0.5,
                        **env_kwargs: Any) -> SingleAssetTradingEnv:
     """A :class:`SingleAssetTradingEnv` on :func:`synthetic_market_arrays`;
     ``env_kwargs`` go to the environment (window, costs, reward_mode, ...)."""
     market = synthetic_market_arrays(n_bars, seed, fit_fraction)
     return SingleAssetTradingEnv(market, **env_kwargs)
+
+
+def make_synthetic_portfolio_env(n_symbols: int = 4, n_bars: int = 1000, seed: int = 11,
+                                 fit_fraction: float = 0.5,
+                                 **env_kwargs: Any) -> PortfolioTradingEnv:
+    """A :class:`PortfolioTradingEnv` on :func:`synthetic_portfolio_arrays`;
+    ``env_kwargs`` go to the environment (allow_short, window, costs, ...)."""
+    markets = synthetic_portfolio_arrays(n_symbols, n_bars, seed, fit_fraction)
+    return PortfolioTradingEnv(markets, **env_kwargs)

@@ -1,0 +1,631 @@
+"""Portfolio trading environment: each bar the agent sets target weights over N symbols.
+
+Conventions are those of :mod:`tradingrl.envs.single_asset` (timing, costs,
+reward, episodes, observation layout, seeding), per symbol, with one cash
+account. With N = 1 the two environments give the same equity path for the
+same targets (weight w here, position w there).
+
+Action -> requested weights (w_i: signed fraction of equity in symbol i; the
+rest, ``1 - sum_i w_i``, is cash). Entries are first clipped to [-1, 1].
+
+* long-only (``allow_short=False``, default): a in [-1, 1]^(N+1), the last
+  entry for cash. ``raw = (a + 1) / 2`` in [0, 1]^(N+1), ``s = raw /
+  sum(raw)`` (all cash when every entry is -1), ``w = s[:N]``. Every point of
+  the simplex is reachable (``a = 2 s / max(s) - 1``; see
+  :meth:`PortfolioTradingEnv.action_for_weights`), and the map is linear in
+  each direction, so it is easy to read a policy's output.
+* with shorting (``allow_short=True``): a in [-1, 1]^N, ``w = a``.
+
+Then, in both modes, ``w *= L / sum|w|`` when ``sum|w| > L =
+max_gross_leverage`` (default 1; long-only needs L <= 1, with shorting L > 1
+borrows cash). So requested weights satisfy |w_i| <= 1, sum|w_i| <= L, and
+w_i >= 0 when long-only.
+
+Timing. At decision bar t the agent has seen bars <= t only. The (risk-checked)
+target of symbol i is sized in shares from what is known at t,
+``w_i * equity_t / close_t[i]``; the order (target minus held shares) is
+capped at ``participation_limit`` of bar t+1's volume, filled at bar t+1's open
+(``fill="next_open"``) or close (``"next_close"``) after the costs of
+:mod:`tradingrl.envs.costs` (commission, half spread, square-root impact with
+the past-only ``sigma[t]`` of the symbol and bar t+1's volume), and the book
+is marked to market at bar t+1's close. Buys and sells settle in one cash
+account; cash earns nothing, shorts pay no borrow fee, shares are fractional.
+A symbol whose |target - weight_t| is at most ``min_trade_fraction`` sends no
+order and costs nothing. Because sizing uses close_t, a fill at a different
+open can leave cash slightly negative (a small overdraft) or a weight slightly
+off target; weights also drift with prices between decisions.
+
+Reward, as in the single-asset environment::
+
+    log_return = log(equity_{t+1} / equity_t)            (after all costs)
+    reward     = log_return + risk_term
+
+``risk_term``: 0 (``reward_mode="none"``), ``-risk_lambda * max(dd_{t+1} -
+dd_t, 0)`` ("drawdown_penalty") or ``risk_lambda * D_t``, Moody & Saffell's
+differential Sharpe ratio with rate ``dsr_eta`` ("differential_sharpe").
+``info["log_return"]`` is the raw part: over an episode ``sum(log_return) ==
+log(final_equity / initial_cash)``.
+
+Observation (float32, flat, length ``N * window * F + N * P + N + 3``)::
+
+    [symbol 0: features of bars t-window+1 .. t, oldest first, F per bar]
+    ... [symbol N-1: the same]
+    [symbol 0: prediction columns at t (P values)] ... [symbol N-1: the same]
+    [weight_0 .. weight_{N-1}, cash / equity, unrealised PnL / equity, drawdown]
+
+weight_i = shares_i * close_t[i] / equity_t; unrealised PnL is summed over
+symbols against each position's average entry price (costs excluded);
+drawdown = 1 - equity / peak equity. Every entry is clipped to
+[-obs_clip, obs_clip], the space's bounds (features and predictions once, when
+the environment is built). Only the markets' named feature and prediction
+columns enter; :class:`MarketArrays` refuses label-like names.
+
+Episode: from a start bar (fixed, or random with ``random_start``) until the
+span's last bar has been the fill bar (terminated, or truncated with
+``end_of_data="truncate"``), equity <= 0 (terminated), or ``max_steps`` steps
+(truncated).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar, Literal, TypedDict
+
+import gymnasium as gym
+import numpy as np
+
+from tradingrl.envs.arrays import MarketArrays
+from tradingrl.envs.costs import ExecutionCosts
+from tradingrl.envs.panel import stack_markets
+from tradingrl.envs.rewards import differential_sharpe, drawdown_increase_penalty
+from tradingrl.envs.single_asset import REWARD_MODES
+
+# The account entries after the N weights at the end of the observation.
+PORTFOLIO_ACCOUNT_STATE_NAMES: tuple[str, ...] = ("cash_fraction", "unrealised_pnl", "drawdown")
+_RUIN_FLOOR = 1e-12  # x initial cash: equity used in the log when an account is wiped out
+_RISK_TOLERANCE = 1e-9  # round-off a risk_fn's weights may exceed the env's limits by
+
+
+class PortfolioRiskContext(TypedDict):
+    """What the environment passes to a portfolio risk function at decision bar t.
+
+    bar: index of bar t. equity: equity at the close of t (quote currency).
+    peak_equity: highest equity at a close since the episode began.
+    drawdown: 1 - equity / peak_equity (fraction, >= 0).
+    weights: (N,) current weights, signed fractions of equity at the close of t.
+    returns: read-only (k, N) view of the symbols' last ``risk_lookback`` log
+        close-to-close returns ending at t, oldest first (fewer near the start
+        of the data; the first bar's row is NaN).
+    sigma: read-only (N,) past-only per-bar volatility at t (fraction; NaN
+        in a symbol's warm-up).
+    confidence / expected_return: (N,) the trend model's columns at t (NaN when
+        the markets have no such column); expected_return is a forward log return.
+    symbols: the N symbols, in weight order.
+    state: a dict owned by the environment for the function's own memory;
+        emptied at every ``reset()``.
+    """
+
+    bar: int
+    equity: float
+    peak_equity: float
+    drawdown: float
+    weights: np.ndarray
+    returns: np.ndarray
+    sigma: np.ndarray
+    confidence: np.ndarray
+    expected_return: np.ndarray
+    symbols: tuple[str, ...]
+    state: dict[str, Any]
+
+
+PortfolioRiskFn = Callable[[np.ndarray, PortfolioRiskContext], np.ndarray]
+
+
+def portfolio_risk_layer_hook(limits: Any, forecast_horizon_bars: int = 1) -> PortfolioRiskFn:
+    """A :data:`PortfolioRiskFn` passing the book's weights through
+    :func:`tradingrl.risk.apply_risk`, keeping the layer's state (peak equity,
+    breaker) in ``context["state"]`` (its binding rules under ``"binding"``).
+
+    The context's log returns become the simple returns the layer expects; the
+    expected return (a log return over ``forecast_horizon_bars`` bars) is
+    turned into a simple return and divided down to one bar for the Kelly cap.
+    ``limits.confidence_sizing`` / ``limits.kelly_fraction`` need the markets'
+    ``confidence`` / ``expected_return`` prediction columns (ValueError at the
+    first call otherwise). Give the env a ``risk_lookback`` above
+    ``limits.min_history``: the oldest row of the window can be NaN.
+    """
+    from tradingrl.risk import RiskState, apply_risk
+
+    if forecast_horizon_bars < 1:
+        raise ValueError(f"forecast_horizon_bars must be >= 1, got {forecast_horizon_bars}")
+
+    def hook(proposed: np.ndarray, context: PortfolioRiskContext) -> np.ndarray:
+        confidence = expected = None
+        if limits.confidence_sizing:
+            confidence = context["confidence"]
+            if np.isnan(confidence).any():
+                raise ValueError("limits.confidence_sizing needs a 'confidence' prediction "
+                                 "column in the markets")
+        if limits.kelly_fraction is not None:
+            if np.isnan(context["expected_return"]).any():
+                raise ValueError("limits.kelly_fraction needs an 'expected_return' prediction "
+                                 "column in the markets")
+            expected = np.expm1(context["expected_return"]) / forecast_horizon_bars
+        memory = context["state"]
+        decision = apply_risk(
+            proposed,
+            limits=limits,
+            state=memory.get("risk_state", RiskState()),
+            equity=context["equity"],
+            recent_returns=np.expm1(context["returns"]),
+            confidence=confidence,
+            expected_return=expected,
+        )
+        memory["risk_state"] = decision.state
+        memory["binding"] = decision.binding
+        return decision.target
+
+    return hook
+
+
+class PortfolioTradingEnv(gym.Env):
+    """Trade N symbols with a target-weights action; see the module docstring.
+
+    markets: the symbols' bars, all with the same timestamps (ValueError naming
+        the first mismatch; :func:`tradingrl.envs.panel.align_markets` keeps the
+        common bars) and the same ordered feature and prediction columns.
+    allow_short: False (default): long-only weights plus cash, action of length
+        N + 1; True: signed weights, action of length N.
+    max_gross_leverage: largest sum_i |w_i| of a target, fraction of equity
+        (> 0; <= 1 when long-only).
+    Every other argument is that of :class:`SingleAssetTradingEnv`, per symbol:
+    window (bars of features per symbol), initial_cash, costs, fill,
+    reward_mode / risk_lambda / dsr_eta, start_bar / end_bar (span
+    [start_bar, end_bar); a decision bar t has t + 1 < end_bar), max_steps,
+    random_start / min_episode_steps (``reset(options={"start_bar": t})``
+    forces a start), min_trade_fraction (per symbol, of equity), obs_clip,
+    risk_lookback (bars of returns in the risk context), end_of_data, copy_obs.
+    risk_fn: ``(requested_weights (N,), PortfolioRiskContext) -> weights (N,)``,
+        called once per step at bar t; None = no risk function. Its output must
+        keep the environment's limits (ValueError otherwise, beyond 1e-9
+        round-off): finite, in [-1, 1] (in [0, 1] long-only), gross <= L.
+    """
+
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": []}
+
+    def __init__(
+        self,
+        markets: Sequence[MarketArrays],
+        *,
+        allow_short: bool = False,
+        max_gross_leverage: float = 1.0,
+        window: int = 20,
+        initial_cash: float = 1_000_000.0,
+        costs: ExecutionCosts | None = None,
+        fill: Literal["next_open", "next_close"] = "next_open",
+        reward_mode: Literal["none", "drawdown_penalty", "differential_sharpe"] = "none",
+        risk_lambda: float = 1.0,
+        dsr_eta: float = 0.01,
+        start_bar: int = 0,
+        end_bar: int | None = None,
+        max_steps: int | None = None,
+        random_start: bool = False,
+        min_episode_steps: int = 1,
+        min_trade_fraction: float = 1e-6,
+        obs_clip: float | None = 10.0,
+        risk_fn: PortfolioRiskFn | None = None,
+        risk_lookback: int = 20,
+        end_of_data: Literal["terminate", "truncate"] = "terminate",
+        copy_obs: bool = True,
+    ) -> None:
+        super().__init__()
+        if not isinstance(markets, MarketArrays):  # stack_markets refuses a single one
+            markets = tuple(markets)
+        panel = stack_markets(markets)
+        if fill not in ("next_open", "next_close"):
+            raise ValueError(f"fill must be 'next_open' or 'next_close', got {fill!r}")
+        if reward_mode not in REWARD_MODES:
+            raise ValueError(f"reward_mode must be one of {REWARD_MODES}, got {reward_mode!r}")
+        if end_of_data not in ("terminate", "truncate"):
+            raise ValueError(f"end_of_data must be 'terminate' or 'truncate', got {end_of_data!r}")
+        if window < 1 or min_episode_steps < 1 or risk_lookback < 1:
+            raise ValueError("window, min_episode_steps and risk_lookback must be >= 1")
+        if not (initial_cash > 0 and math.isfinite(initial_cash)):
+            raise ValueError(f"initial_cash must be positive, got {initial_cash}")
+        if max_steps is not None and max_steps < 1:
+            raise ValueError(f"max_steps must be >= 1 or None, got {max_steps}")
+        if not 0.0 < dsr_eta < 1.0:
+            raise ValueError(f"dsr_eta must be in (0, 1), got {dsr_eta}")
+        if min_trade_fraction < 0 or risk_lambda < 0:
+            raise ValueError("min_trade_fraction and risk_lambda must be >= 0")
+        if not (max_gross_leverage > 0 and math.isfinite(max_gross_leverage)):
+            raise ValueError(f"max_gross_leverage must be finite and > 0, got {max_gross_leverage}")
+        if not allow_short and max_gross_leverage > 1.0:
+            raise ValueError(f"max_gross_leverage {max_gross_leverage} > 1 needs allow_short=True "
+                             "(long-only weights plus cash sum to 1)")
+        if risk_fn is not None and not callable(risk_fn):
+            raise TypeError(f"risk_fn must be callable, got {type(risk_fn).__name__}")
+        n_bars = panel.n_bars
+        end_bar = n_bars if end_bar is None else end_bar
+        if not 0 <= start_bar < end_bar <= n_bars:
+            raise ValueError(f"need 0 <= start_bar < end_bar <= {n_bars}, got {start_bar}, "
+                             f"{end_bar}")
+
+        self.panel = panel
+        self.markets = tuple(markets)
+        self.symbols = panel.symbols
+        self.n_symbols = n = panel.n_symbols
+        self.allow_short = bool(allow_short)
+        self.max_gross_leverage = float(max_gross_leverage)
+        self.window = int(window)
+        self.initial_cash = float(initial_cash)
+        self.costs = ExecutionCosts() if costs is None else costs
+        self.fill = fill
+        self.reward_mode = reward_mode
+        self.risk_lambda = float(risk_lambda)
+        self.dsr_eta = float(dsr_eta)
+        self.max_steps = max_steps
+        self.random_start = random_start
+        self.min_episode_steps = int(min_episode_steps)
+        self.min_trade_fraction = float(min_trade_fraction)
+        self.risk_fn = risk_fn
+        self.risk_lookback = int(risk_lookback)
+        self.end_of_data = end_of_data
+        self.copy_obs = copy_obs
+
+        # Decision bars t: first_bar <= t <= last_bar - 1; last_bar is the last fill bar.
+        self.first_bar = max(start_bar, self.window - 1, panel.first_sigma_bar)
+        self.last_bar = end_bar - 1
+        self.last_start_bar = self.last_bar - self.min_episode_steps
+        if self.last_start_bar < self.first_bar:
+            raise ValueError(
+                f"span [{start_bar}, {end_bar}) leaves no episode of {min_episode_steps} step(s) "
+                f"after the {window}-bar window and sigma warm-up (first decision bar "
+                f"{self.first_bar})")
+
+        # (T, N) float64 arrays read in step(); rows are contiguous (N,) views.
+        self._close = panel.close
+        self._fill_price = panel.open if fill == "next_open" else panel.close
+        volume = panel.volume
+        has_volume = volume > 0.0
+        # Nothing fills on a bar without volume (and inf * 0 would be NaN); the
+        # impact's q / V then divides 0 shares by 1.
+        self._cap = np.where(has_volume, self.costs.participation_limit * volume, 0.0)
+        self._neg_cap = -self._cap
+        self._impact_volume = np.where(has_volume, volume, 1.0)
+        self._sigma = np.nan_to_num(panel.sigma, nan=0.0)
+        self._log_returns = panel.log_returns
+
+        n_feat, n_pred = len(panel.feature_names), len(panel.prediction_names)
+        features, predictions = panel.features, panel.predictions
+        if obs_clip is not None:
+            if not obs_clip > 0:
+                raise ValueError(f"obs_clip must be > 0 or None, got {obs_clip}")
+            features = np.clip(features, -obs_clip, obs_clip)
+            predictions = np.clip(predictions, -obs_clip, obs_clip)
+        # (N, T * F): symbol i's window at t is one contiguous slice of row i.
+        self._feat = np.ascontiguousarray(features, dtype=np.float32).reshape(n, -1)
+        self._preds = np.ascontiguousarray(predictions, dtype=np.float32)  # (T, N, P)
+        self._preds_flat = self._preds.reshape(n_bars, n * n_pred)
+        self._n_feat = n_feat
+        self._win_len = self.window * n_feat
+        self._pred_start = n * self._win_len
+        self._acct = self._pred_start + n * n_pred  # index of weight_0
+        self.obs_size = self._acct + n + len(PORTFOLIO_ACCOUNT_STATE_NAMES)
+        self._obs = np.zeros(self.obs_size, dtype=np.float32)
+        self._obs_windows = self._obs[:self._pred_start].reshape(n, self._win_len)
+        self._obs_weights = self._obs[self._acct:self._acct + n]
+        self._bound = math.inf if obs_clip is None else float(obs_clip)
+        bound = np.float32(self._bound)
+        self.observation_space = gym.spaces.Box(-bound, bound, shape=(self.obs_size,),
+                                                dtype=np.float32)
+        self.n_actions = n if self.allow_short else n + 1
+        self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(self.n_actions,), dtype=np.float32)
+        self._action_shape = (self.n_actions,)
+
+        self._commission_rate = self.costs.commission_bps * 1e-4
+        self._half_spread_rate = 0.5 * self.costs.spread_bps * 1e-4
+        self._impact_coef = self.costs.impact_coef
+        names = panel.prediction_names
+        nan_column = np.full((n_bars, n), np.nan)
+        self._confidence = (self._preds[:, :, names.index("confidence")].astype(np.float64)
+                            if "confidence" in names else nan_column)
+        self._expected_return = (
+            self._preds[:, :, names.index("expected_return")].astype(np.float64)
+            if "expected_return" in names else nan_column)
+        self._zeros = np.zeros(n)
+        self._risk_state: dict[str, Any] = {}
+        self._done = True
+        self._reset_account(self.first_bar)
+
+    # ------------------------------------------------------------------ actions
+    def weights_from_action(self, action: Any) -> np.ndarray:
+        """The requested weights (N,) float64 of an action (the module docstring's map)."""
+        a = np.asarray(action, dtype=np.float64)
+        if a.shape != self._action_shape:
+            if a.size != self.n_actions:
+                raise ValueError(f"action must have {self.n_actions} entries, got shape {a.shape}")
+            a = a.reshape(self.n_actions)
+        # NaN survives the clip and makes the sum NaN. Sums of the few entries
+        # are taken in Python: numpy's reductions cost more on small arrays.
+        a = np.minimum(np.maximum(a, -1.0), 1.0)
+        if self.allow_short:
+            w = a
+            gross = sum(np.abs(w).tolist())
+        else:
+            a += 1.0  # raw = (a + 1) / 2; the 1/2 cancels in raw / sum(raw)
+            total = sum(a.tolist())
+            if math.isnan(total):
+                raise ValueError("action has NaN")
+            if total <= 0.0:
+                return np.zeros(self.n_symbols)
+            w = a[:self.n_symbols] / total
+            if self.max_gross_leverage >= 1.0:
+                return w
+            gross = sum(w.tolist())
+        if math.isnan(gross):
+            raise ValueError("action has NaN")
+        if gross > self.max_gross_leverage:
+            w *= self.max_gross_leverage / gross
+        return w
+
+    def action_for_weights(self, weights: Any) -> np.ndarray:
+        """A float32 action whose requested weights are ``weights`` (N,), e.g. the
+        weights of the last observation to hold the book. ValueError when the
+        weights are outside the action's reach (beyond 1e-9 round-off): negative
+        when long-only, |w_i| > 1, or sum |w_i| > max_gross_leverage."""
+        w = np.asarray(weights, dtype=np.float64).reshape(-1)
+        if w.shape != (self.n_symbols,):
+            raise ValueError(f"need {self.n_symbols} weights, got shape {w.shape}")
+        self._check_reachable(w, "weights")
+        if self.allow_short:
+            return np.clip(w, -1.0, 1.0).astype(np.float32)
+        w = np.maximum(w, 0.0)
+        simplex = np.append(w, max(1.0 - w.sum(), 0.0))
+        return (2.0 * simplex / simplex.max() - 1.0).astype(np.float32)
+
+    def _check_reachable(self, w: np.ndarray, what: str) -> None:
+        if not np.isfinite(w).all():
+            raise ValueError(f"{what} are not finite: {w}")
+        low = -1.0 if self.allow_short else 0.0
+        if w.min() < low - _RISK_TOLERANCE or w.max() > 1.0 + _RISK_TOLERANCE:
+            raise ValueError(f"{what} {w} outside [{low}, 1]")
+        gross = np.abs(w).sum()
+        if gross > self.max_gross_leverage * (1.0 + _RISK_TOLERANCE):
+            raise ValueError(f"{what} {w} have gross {gross} > max_gross_leverage "
+                             f"{self.max_gross_leverage}")
+
+    def _allowed_weights(self, requested: np.ndarray, t: int) -> np.ndarray:
+        """The risk function's weights for the requested ones, checked against
+        the environment's limits (round-off clipped)."""
+        w = np.asarray(self.risk_fn(requested.copy(), self._risk_context(t)), dtype=np.float64)
+        if w.shape != (self.n_symbols,):
+            raise ValueError(f"risk_fn must return {self.n_symbols} weights, got shape {w.shape}")
+        self._check_reachable(w, "risk_fn weights")
+        w = np.clip(w, -1.0 if self.allow_short else 0.0, 1.0)
+        gross = np.abs(w).sum()
+        if gross > self.max_gross_leverage:
+            w *= self.max_gross_leverage / gross
+        return w
+
+    # ------------------------------------------------------------------ gym API
+    def reset(self, *, seed: int | None = None,
+              options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+        """Start an episode. options: {"start_bar": int} forces the first decision bar."""
+        super().reset(seed=seed)
+        start = None if options is None else options.get("start_bar")
+        if start is not None:
+            start = int(start)
+            if not self.first_bar <= start <= self.last_start_bar:
+                raise ValueError(f"start_bar must be in [{self.first_bar}, "
+                                 f"{self.last_start_bar}], got {start}")
+        elif self.random_start:
+            start = int(self.np_random.integers(self.first_bar, self.last_start_bar + 1))
+        else:
+            start = self.first_bar
+        self._reset_account(start)
+        self._risk_state.clear()
+        self._write_obs(start)
+        info = {"bar": start, "equity": self._equity, "cash": self._cash,
+                "weights": np.zeros(self.n_symbols), "shares": np.zeros(self.n_symbols)}
+        return (self._obs.copy() if self.copy_obs else self._obs), info
+
+    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        if self._done:
+            raise RuntimeError("the episode has ended; call reset()")
+        requested = self.weights_from_action(action)
+        t = self._t
+        target = (requested.copy() if self.risk_fn is None
+                  else self._allowed_weights(requested, t))
+
+        f = t + 1
+        close_t = self._close[t]
+        equity = self._equity
+        shares = self._shares
+        price = self._fill_price[f]
+        order = target * equity / close_t - shares
+        abs_order = np.abs(order)
+        active = abs_order * close_t > self.min_trade_fraction * equity
+        # Branch-free over symbols: an inactive symbol trades 0 shares at 0 cost.
+        cap = self._cap[f]
+        traded = np.minimum(np.maximum(order, self._neg_cap[f]), cap)
+        traded *= active
+        capped = active & (abs_order > cap)
+        size = np.abs(traded)
+        notional = size * price
+        notional_total = sum(notional.tolist())
+        commission_total = notional_total * self._commission_rate
+        spread_total = notional_total * self._half_spread_rate
+        impact_total = self._impact_coef * float(
+            (notional * self._sigma[t]) @ np.sqrt(size / self._impact_volume[f]))
+        cash = self._cash - (float(traded @ price) + commission_total + spread_total
+                             + impact_total)
+        new_shares = shares + traded
+        self._update_entry_prices(shares, traded, new_shares, price)
+        shares = new_shares
+
+        new_equity = cash + float(shares @ self._close[f])
+        ruined = new_equity <= 0.0
+        log_return = math.log((self._ruin if ruined else new_equity) / equity)
+        old_drawdown = self._drawdown
+        self._peak = max(self._peak, new_equity)
+        drawdown = 1.0 - new_equity / self._peak
+
+        mode = self.reward_mode
+        if mode == "none":
+            risk_term = 0.0
+        elif mode == "drawdown_penalty":
+            risk_term = drawdown_increase_penalty(old_drawdown, drawdown, self.risk_lambda)
+        else:
+            d, self._dsr_a, self._dsr_b = differential_sharpe(
+                log_return, self._dsr_a, self._dsr_b, self.dsr_eta)
+            risk_term = self.risk_lambda * d
+
+        self._t = f
+        self._cash = cash
+        self._shares = shares
+        self._equity = new_equity
+        self._drawdown = drawdown
+        self._steps += 1
+        at_end = f >= self.last_bar
+        terminated = ruined or (at_end and self.end_of_data == "terminate")
+        truncated = not terminated and (
+            (at_end and self.end_of_data == "truncate")
+            or (self.max_steps is not None and self._steps >= self.max_steps))
+        self._done = terminated or truncated
+        weights = self._write_obs(f)
+        info = {
+            "bar": f,
+            "fill_price": price,  # a read-only view of the market's prices
+            "order_shares": order,
+            "traded_shares": traded,
+            "capped": capped,
+            "commission": commission_total,
+            "spread_cost": spread_total,
+            "impact_cost": impact_total,
+            "cost": commission_total + spread_total + impact_total,
+            "target_weights": target,
+            "requested_weights": requested,
+            "weights": weights,
+            "shares": shares.copy(),
+            "cash": cash,
+            "equity": new_equity,
+            "drawdown": drawdown,
+            "log_return": log_return,
+            "risk_term": risk_term,
+        }
+        obs = self._obs.copy() if self.copy_obs else self._obs
+        return obs, log_return + risk_term, terminated, truncated, info
+
+    # ------------------------------------------------------------------ internals
+    def _reset_account(self, start: int) -> None:
+        self._t = start
+        self._steps = 0
+        self._cash = self.initial_cash
+        self._shares = np.zeros(self.n_symbols)
+        self._entry_price = np.zeros(self.n_symbols)
+        self._equity = self.initial_cash
+        self._peak = self.initial_cash
+        self._drawdown = 0.0
+        self._ruin = _RUIN_FLOOR * self.initial_cash
+        self._dsr_a = 0.0  # EMA of returns (Moody & Saffell's A)
+        self._dsr_b = 0.0  # EMA of squared returns (B)
+        self._done = False
+
+    def _update_entry_prices(self, shares: np.ndarray, traded: np.ndarray,
+                             new_shares: np.ndarray, price: np.ndarray) -> None:
+        """Average entry price per symbol, in place: the fill price when a
+        position opens or flips, the share-weighted mean when it grows,
+        unchanged when it shrinks, 0 when flat (as in the single-asset env)."""
+        entry = self._entry_price
+        grown = shares * traded > 0.0  # a trade on the position's side
+        mean = entry * shares
+        mean += price * traded
+        np.divide(mean, new_shares, out=entry, where=grown)
+        # From flat or flipped (a flat symbol that did not trade is zeroed below).
+        np.copyto(entry, price, where=shares * new_shares <= 0.0)
+        entry *= new_shares != 0.0
+
+    def _write_obs(self, t: int) -> np.ndarray:
+        """Fill the observation buffer for bar t; returns the weights (N,) float64."""
+        start = (t + 1) * self._n_feat - self._win_len
+        self._obs_windows[...] = self._feat[:, start:start + self._win_len]
+        obs = self._obs
+        k = self._acct
+        obs[self._pred_start:k] = self._preds_flat[t]
+        equity = self._equity
+        bound = self._bound
+        if equity > 0.0:
+            close = self._close[t]
+            shares = self._shares
+            weights = shares * close
+            unrealised = (sum(weights.tolist()) - float(shares @ self._entry_price)) / equity
+            weights /= equity
+            cash = self._cash / equity
+        else:  # only in the terminal observation of a ruined account
+            weights = self._zeros.copy()
+            cash = unrealised = 0.0
+        # Clipping is rare; checking in Python is cheaper than a numpy clip.
+        listed = weights.tolist()
+        if max(listed) > bound or min(listed) < -bound:
+            np.minimum(np.maximum(weights, -bound), bound, out=self._obs_weights)
+        else:
+            self._obs_weights[...] = weights
+        n = self.n_symbols
+        obs[k + n] = max(-bound, min(cash, bound))
+        obs[k + n + 1] = max(-bound, min(unrealised, bound))
+        obs[k + n + 2] = min(self._drawdown, bound)
+        return weights
+
+    def _risk_context(self, t: int) -> PortfolioRiskContext:
+        equity = self._equity
+        return {
+            "bar": t,
+            "equity": equity,
+            "peak_equity": self._peak,
+            "drawdown": self._drawdown,
+            "weights": self._shares * self._close[t] / equity,
+            "returns": self._log_returns[max(0, t - self.risk_lookback + 1):t + 1],
+            "sigma": self.panel.sigma[t],
+            "confidence": self._confidence[t].copy(),
+            "expected_return": self._expected_return[t].copy(),
+            "symbols": self.symbols,
+            "state": self._risk_state,
+        }
+
+    # ------------------------------------------------------------------ read-only views
+    @property
+    def observation_names(self) -> list[str]:
+        """A name per observation entry, e.g. ``SYN000:ret_1[t-19]``, ``SYN001:p_up``,
+        ``weight:SYN000``, ``cash_fraction``."""
+        panel = self.panel
+        names = [f"{s}:{name}[t-{lag}]" if lag else f"{s}:{name}[t]"
+                 for s in self.symbols
+                 for lag in range(self.window - 1, -1, -1)
+                 for name in panel.feature_names]
+        names += [f"{s}:{p}" for s in self.symbols for p in panel.prediction_names]
+        names += [f"weight:{s}" for s in self.symbols]
+        return names + list(PORTFOLIO_ACCOUNT_STATE_NAMES)
+
+    @property
+    def bar(self) -> int:
+        """Index of the current decision bar (the last bar observed)."""
+        return self._t
+
+    @property
+    def equity(self) -> float:
+        return self._equity
+
+    @property
+    def cash(self) -> float:
+        return self._cash
+
+    @property
+    def shares(self) -> np.ndarray:
+        return self._shares.copy()
+
+    @property
+    def weights(self) -> np.ndarray:
+        """Current weights (N,) at the close of the current bar."""
+        return self._shares * self._close[self._t] / self._equity
