@@ -28,6 +28,17 @@ def write_json(path: Path, payload: dict[str, Any]) -> None:
     path.write_text(json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n")
 
 
+def file_md5(path: Path) -> str:
+    """md5 of a file's bytes: fingerprints resumable work against its input."""
+    import hashlib
+
+    digest = hashlib.md5()
+    with Path(path).open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def run_stage(main: Callable[[], None]) -> None:
     """Run a stage's main(); a data error ends it with one line and exit 1."""
     from tradingrl.data.errors import DataError

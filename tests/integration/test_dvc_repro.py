@@ -48,16 +48,32 @@ def repo_copy(tmp_path: Path) -> Path:
 
 
 def set_params(repo: Path, **sections) -> None:
+    """Override params.yaml keys; a dotted key ("env.window") reaches into a mapping."""
     path = repo / "params.yaml"
     params = yaml.safe_load(path.read_text())
     for section, values in sections.items():
         for key, value in values.items():
-            params[section][key] = value
+            *parents, leaf = key.split(".")
+            node = params[section]
+            for parent in parents:
+                node = node[parent]
+            node[leaf] = value
     path.write_text(yaml.safe_dump(params, sort_keys=False))
 
 
+# Small enough that the whole DAG runs in a couple of minutes on 2 cores.
+TINY_MODEL = {"window": 20, "max_epochs": 1, "batch_size": 128, "uncertainty.mc_samples": 2}
+TINY_WALK_FORWARD = {"n_folds": 2}
+TINY_AGENT = {
+    "total_timesteps": 512, "seeds": [0, 1], "eval_freq": 256, "checkpoint_freq": 256,
+    "algorithm_kwargs.ppo": {"n_steps": 128, "batch_size": 64, "n_epochs": 2},
+    "env.window": 5, "env.max_steps": 64,
+}
+
+
 def test_repro_builds_validated_features_and_is_cached(repo_copy: Path):
-    set_params(repo_copy, ingest={"synthetic": {"n_symbols": 3, "n_bars": 400, "start": "2015-01-02", "seed": 3}})
+    set_params(repo_copy, ingest={"synthetic": {"n_symbols": 3, "n_bars": 400, "start": "2015-01-02", "seed": 3}},
+               train_model=TINY_MODEL, walk_forward=TINY_WALK_FORWARD, train_agent=TINY_AGENT)
     sh(["dvc", "repro"], repo_copy)
 
     raw = pd.read_parquet(repo_copy / "data/raw/ohlcv.parquet")
@@ -77,6 +93,26 @@ def test_repro_builds_validated_features_and_is_cached(repo_copy: Path):
     assert model_report["registered"] == {"name": "cnn-lstm", "version": "1"}
     assert (repo_copy / "mlflow.db").is_file()  # the copy's own store, absolute path
 
+    # Out-of-fold predictions: fold k predicts only its own test block, after the first 40%.
+    oof = pd.read_parquet(repo_copy / "data/predictions/oof.parquet")
+    folds = json.loads((repo_copy / "data/predictions/folds.json").read_text())["folds"]
+    assert sorted(oof["fold"].unique()) == [0, 1] and len(folds) == 2
+    sessions = sorted(features["timestamp"].unique())
+    assert oof["timestamp"].min() == sessions[int(len(sessions) * 0.4 + 0.5)]
+    for fold in folds:
+        assert pd.Timestamp(fold["fold"]["train_end"]) < pd.Timestamp(fold["fold"]["test_start"])
+        assert fold["split"]["rows"] <= 3 * fold["fold"]["n_train_timestamps"]
+    assert len(oof) == 3 * (len(sessions) - int(len(sessions) * 0.4 + 0.5))
+
+    agent = json.loads((repo_copy / "reports/agent_metrics.json").read_text())
+    assert agent["registered"] == {"name": "rl-agent", "version": "1"}
+    assert [s["seed"] for s in agent["seeds"]] == [0, 1] and agent["n_trials"] == 2
+    assert pd.Timestamp(agent["spans"]["train_start"]) == oof["timestamp"].min()
+    assert pd.Timestamp(agent["spans"]["train_end"]) < pd.Timestamp(agent["spans"]["val_start"])
+    assert {p.name for p in (repo_copy / "models/agent").iterdir()} >= {
+        "agent.zip", "seed_0.zip", "seed_1.zip", "env_config.json", "scaler.json", "results.json"}
+    assert agent["validation"]["flat"]["mean_total_log_return"] == 0.0
+
     again = sh(["dvc", "repro"], repo_copy)
     assert "Running stage" not in again.stdout
     sh(["dvc", "status"], repo_copy)
@@ -91,7 +127,7 @@ def test_repro_from_csv_quarantines_a_bad_row(repo_copy: Path):
     rows[150] = rows[150].rsplit(",", 1)[0] + ",-5"  # negative volume
     (external / "ACME.csv").write_text("\n".join(rows) + "\n")
     set_params(repo_copy, ingest={"source": "csv"})
-    sh(["dvc", "repro"], repo_copy)
+    sh(["dvc", "repro", "features"], repo_copy)
 
     report = json.loads((repo_copy / "reports/validation.json").read_text())
     assert report["per_symbol"] == {"ACME": {"in": 300, "valid": 299, "quarantined": 1}}

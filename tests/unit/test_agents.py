@@ -21,6 +21,7 @@ from tradingrl.agents import (
     train_agent,
     train_seeds,
 )
+from tradingrl.agents.reference import ConstantPolicy, RandomPolicy
 from tradingrl.envs import DEFAULT_PREDICTION_COLUMNS, ExecutionCosts, MarketArrays
 
 LOW_COSTS = ExecutionCosts(commission_bps=0.5, spread_bps=0.5, impact_coef=0.0,
@@ -53,26 +54,6 @@ def planted_market(n: int, seed: int, *, move: float = 0.01) -> MarketArrays:
         low=np.minimum(open_, close) * 0.999, close=close, volume=np.full(n, 1e9),
         features=rng.normal(size=(n, 1)), feature_names=("noise",),
         predictions=predictions, prediction_names=DEFAULT_PREDICTION_COLUMNS)
-
-
-class ConstantPolicy:
-    """Always the same target position."""
-
-    def __init__(self, target: float) -> None:
-        self.target = target
-
-    def predict(self, obs: np.ndarray, deterministic: bool = True) -> tuple[np.ndarray, None]:
-        return np.array([self.target], dtype=np.float32), None
-
-
-class RandomPolicy:
-    """A uniform target in [-1, 1] each bar."""
-
-    def __init__(self, seed: int) -> None:
-        self.rng = np.random.default_rng(seed)
-
-    def predict(self, obs: np.ndarray, deterministic: bool = True) -> tuple[np.ndarray, None]:
-        return self.rng.uniform(-1.0, 1.0, size=1).astype(np.float32), None
 
 
 def tiny_settings(**overrides: Any) -> AgentSettings:

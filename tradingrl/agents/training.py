@@ -40,6 +40,7 @@ from tradingrl.envs.arrays import MarketArrays
 from tradingrl.envs.single_asset import SingleAssetTradingEnv
 
 ALGORITHM_NAMES: tuple[str, ...] = ("ppo", "sac", "td3")
+ENV_KINDS: tuple[str, ...] = ("single_asset", "portfolio")
 BEST_MODEL_NAME = "best_model"  # EvalCallback's file name: <out_dir>/best_model.zip
 CHECKPOINT_DIR = "checkpoints"
 CHECKPOINT_PREFIX = "agent"
@@ -78,6 +79,8 @@ class AgentSettings:
     policy: SB3 policy name.
     device: torch device for the model ("cpu" by default: small MLPs on a
         GPU are slower).
+    env: "single_asset" (one symbol per episode; validation trades every
+        symbol) or "portfolio" (weights over all symbols), see :func:`build_env`.
     """
 
     algorithm: str = "ppo"
@@ -94,6 +97,7 @@ class AgentSettings:
     checkpoint_freq: int = 10_000
     policy: str = "MlpPolicy"
     device: str = "cpu"
+    env: str = "single_asset"
 
     def __post_init__(self) -> None:
         if self.algorithm not in ALGORITHM_NAMES:
@@ -111,6 +115,8 @@ class AgentSettings:
         if not seeds or len(set(seeds)) != len(seeds):
             raise ValueError(f"seeds must be a non-empty tuple of distinct ints, got {self.seeds}")
         object.__setattr__(self, "seeds", seeds)
+        if self.env not in ENV_KINDS:
+            raise ValueError(f"env must be one of {ENV_KINDS}, got {self.env!r}")
         if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
 
@@ -136,29 +142,78 @@ class TrainedAgent:
     resumed_from: Path | None = None
 
 
-def _build_env(market: MarketArrays, env_kwargs: Mapping[str, Any]) -> Any:
+Markets = MarketArrays | Sequence[MarketArrays]
+
+
+def _market_list(markets: Markets) -> list[MarketArrays]:
+    if isinstance(markets, MarketArrays):
+        return [markets]
+    found = list(markets)
+    if not found or not all(isinstance(m, MarketArrays) for m in found):
+        raise TypeError("markets must be a MarketArrays or a non-empty sequence of them")
+    return found
+
+
+def build_env(markets: Markets, env_kwargs: Mapping[str, Any] | None = None, *,
+              kind: str = "single_asset") -> Any:
+    """The trading env of ``kind`` on ``markets`` (not wrapped):
+
+    single_asset: a :class:`SingleAssetTradingEnv` for one market, a
+        :class:`~tradingrl.envs.multi.MultiMarketEnv` (one market per episode)
+        for several.
+    portfolio: a :class:`~tradingrl.envs.portfolio.PortfolioTradingEnv` over all.
+    """
+    found = _market_list(markets)
+    kwargs = dict(env_kwargs or {})
+    if kind == "portfolio":
+        from tradingrl.envs.portfolio import PortfolioTradingEnv
+
+        return PortfolioTradingEnv(found, **kwargs)
+    if kind != "single_asset":
+        raise ValueError(f"env kind must be one of {ENV_KINDS}, got {kind!r}")
+    if len(found) == 1:
+        return SingleAssetTradingEnv(found[0], **kwargs)
+    from tradingrl.envs.multi import MultiMarketEnv
+
+    return MultiMarketEnv(found, **kwargs)
+
+
+def _build_env(markets: Markets, env_kwargs: Mapping[str, Any], kind: str) -> Any:
     """Module-level so ``functools.partial`` of it pickles (SubprocVecEnv)."""
     from stable_baselines3.common.monitor import Monitor
 
-    return Monitor(SingleAssetTradingEnv(market, **env_kwargs))
+    return Monitor(build_env(markets, env_kwargs, kind=kind))
 
 
-def make_env_fn(market: MarketArrays, **env_kwargs: Any) -> functools.partial[Any]:
-    """A picklable zero-argument factory of a ``Monitor``-wrapped
-    :class:`SingleAssetTradingEnv` on ``market`` (env_kwargs: window, costs,
+def make_env_fn(markets: Markets, *, kind: str = "single_asset",
+                **env_kwargs: Any) -> functools.partial[Any]:
+    """A picklable zero-argument factory of a ``Monitor``-wrapped env of
+    ``kind`` on ``markets`` (see :func:`build_env`; env_kwargs: window, costs,
     start_bar, random_start, ...)."""
-    return functools.partial(_build_env, market, dict(env_kwargs))
+    if kind not in ENV_KINDS:
+        raise ValueError(f"env kind must be one of {ENV_KINDS}, got {kind!r}")
+    return functools.partial(_build_env, markets, dict(env_kwargs), kind)
 
 
-def make_vec_env_for(market: MarketArrays, env_kwargs: Mapping[str, Any], *, n_envs: int,
-                     seed: int) -> Any:
-    """``n_envs`` environments on ``market``: ``SubprocVecEnv`` when n_envs > 1,
+def make_vec_env_for(markets: Markets, env_kwargs: Mapping[str, Any], *, n_envs: int,
+                     seed: int, kind: str = "single_asset") -> Any:
+    """``n_envs`` environments on ``markets``: ``SubprocVecEnv`` when n_envs > 1,
     else ``DummyVecEnv`` (env i is seeded ``seed + i`` by ``make_vec_env``)."""
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 
-    return make_vec_env(make_env_fn(market, **env_kwargs), n_envs=n_envs, seed=seed,
+    return make_vec_env(make_env_fn(markets, kind=kind, **env_kwargs), n_envs=n_envs, seed=seed,
                         vec_env_cls=SubprocVecEnv if n_envs > 1 else DummyVecEnv)
+
+
+def validation_env_fns(markets: Markets, env_kwargs: Mapping[str, Any], *,
+                       kind: str = "single_asset") -> list[functools.partial[Any]]:
+    """Factories of the validation envs: one per market for single-asset
+    agents (each traded over its whole span), one portfolio env otherwise."""
+    kwargs = validation_env_kwargs(env_kwargs)
+    if kind == "portfolio":
+        return [make_env_fn(markets, kind=kind, **kwargs)]
+    return [make_env_fn(m, kind=kind, **kwargs) for m in _market_list(markets)]
 
 
 def validation_env_kwargs(env_kwargs: Mapping[str, Any]) -> dict[str, Any]:
@@ -183,8 +238,8 @@ def _replay_buffer_path(checkpoint: Path) -> Path:
 
 
 def train_agent(
-    train_market: MarketArrays,
-    val_market: MarketArrays,
+    train_market: Markets,
+    val_market: Markets,
     settings: AgentSettings,
     *,
     seed: int,
@@ -194,9 +249,11 @@ def train_agent(
 ) -> TrainedAgent:
     """Train (or resume) one agent and keep the best model on validation.
 
-    Training envs run on ``train_market`` with ``env_kwargs``; the validation
-    env runs on ``val_market`` with :func:`validation_env_kwargs`, deterministic
-    actions. ``EvalCallback`` saves ``<out_dir>/best_model.zip`` and
+    Training envs run on ``train_market`` (one market or several, see
+    :func:`build_env`) with ``env_kwargs``; the validation envs
+    (:func:`validation_env_fns`) run on ``val_market`` with
+    :func:`validation_env_kwargs`, deterministic actions; the validation score
+    is the mean episode reward over them. ``EvalCallback`` saves ``<out_dir>/best_model.zip`` and
     ``<out_dir>/evaluations.npz``; ``StopTrainingOnNoModelImprovement`` stops
     after ``settings.patience`` validations without improvement;
     ``CheckpointCallback`` writes ``<out_dir>/checkpoints``. A resumed run
@@ -220,9 +277,15 @@ def train_agent(
     algorithm = algorithm_classes()[settings.algorithm]
     off_policy = settings.algorithm in ("sac", "td3")
 
-    train_env = make_vec_env_for(train_market, env_kwargs, n_envs=settings.n_envs, seed=seed)
-    eval_env = DummyVecEnv([make_env_fn(val_market, **validation_env_kwargs(env_kwargs))])
+    kind = settings.env
+    train_env = make_vec_env_for(train_market, env_kwargs, n_envs=settings.n_envs, seed=seed,
+                                 kind=kind)
+    eval_fns = validation_env_fns(val_market, env_kwargs, kind=kind)
+    eval_env = DummyVecEnv(eval_fns)
     eval_env.seed(seed)
+    # evaluate_policy spreads episodes evenly over the envs: each validation
+    # market is traded n_eval_episodes times.
+    n_eval = settings.n_eval_episodes * len(eval_fns)
     try:
         checkpoint = latest_checkpoint(out)
         if checkpoint is not None:
@@ -240,7 +303,7 @@ def train_agent(
         stopper = (None if settings.patience is None else StopTrainingOnNoModelImprovement(
             max_no_improvement_evals=settings.patience, min_evals=settings.min_evals, verbose=0))
         evaluator = EvalCallback(
-            eval_env, callback_after_eval=stopper, n_eval_episodes=settings.n_eval_episodes,
+            eval_env, callback_after_eval=stopper, n_eval_episodes=n_eval,
             eval_freq=max(settings.eval_freq // per_env, 1), log_path=str(out),
             best_model_save_path=str(out), deterministic=True, verbose=0)
         history = out / "evaluations.npz"
@@ -267,7 +330,7 @@ def train_agent(
 
         best = float(evaluator.best_mean_reward)
         best_path = out / f"{BEST_MODEL_NAME}.zip"
-        final_rewards, _ = evaluate_policy(model, eval_env, n_eval_episodes=settings.n_eval_episodes,
+        final_rewards, _ = evaluate_policy(model, eval_env, n_eval_episodes=n_eval,
                                            deterministic=True, return_episode_rewards=True)
         final_mean = float(np.mean(final_rewards))
         if not best_path.exists() or final_mean > best:
@@ -281,47 +344,70 @@ def train_agent(
         eval_env.close()
 
 
-def evaluate_policy_on(market: MarketArrays, model: Any,
-                       env_kwargs: Mapping[str, Any] | None = None) -> dict[str, float]:
-    """Run one deterministic episode of ``model`` over the whole span of ``market``
-    (from its first decision bar; ``random_start`` and ``max_steps`` are
-    switched off) and report it from the env's ``info``:
+ROLLOUT_KEYS_SINGLE: tuple[str, ...] = (
+    "bar", "fill_price", "traded_shares", "cost", "commission", "spread_cost", "impact_cost",
+    "requested_target", "target", "position", "equity", "drawdown", "log_return", "risk_term",
+)
 
-    total_log_return: sum of ``info["log_return"]`` (= log final / initial equity).
-    final_equity_ratio: final equity / initial equity.
-    n_trades: steps in which shares were traded.
-    turnover: sum over steps of |traded shares| * fill price / equity before
-        the step (fractions of equity, summed).
-    max_drawdown: the largest ``info["drawdown"]`` (fraction of peak equity).
-    n_steps: steps in the episode.
 
-    ``model`` is anything with SB3's ``predict(obs, deterministic=True)``.
-    """
+def rollout_policy(market: MarketArrays, model: Any,
+                   env_kwargs: Mapping[str, Any] | None = None) -> dict[str, np.ndarray]:
+    """One deterministic episode of ``model`` (anything with SB3's
+    ``predict(obs, deterministic=True)``) over the whole span of one market
+    (from its first decision bar; ``random_start`` and ``max_steps`` are off).
+
+    Returns float64 arrays, one entry per step, of the env's info
+    (:data:`ROLLOUT_KEYS_SINGLE`: ``bar`` is the fill bar, ``position`` the
+    executed position at its close, ``equity`` after the step), plus
+    ``decision_bar`` (the bar the action was chosen at, fill bar - 1),
+    ``equity_before`` and ``action`` (the policy's raw output)."""
     env = SingleAssetTradingEnv(market, **validation_env_kwargs(env_kwargs or {}))
     obs, info = env.reset()
-    initial = equity = float(info["equity"])
-    total_log_return = turnover = max_drawdown = 0.0
-    n_trades = n_steps = 0
+    equity_before = float(info["equity"])
+    rows: dict[str, list[float]] = {k: [] for k in ROLLOUT_KEYS_SINGLE}
+    rows["equity_before"], rows["action"] = [], []
     done = False
     while not done:
         action, _ = model.predict(obs, deterministic=True)
         obs, _, terminated, truncated, info = env.step(action)
         done = terminated or truncated
-        total_log_return += info["log_return"]
-        if info["traded_shares"] != 0.0:
-            n_trades += 1
-            turnover += abs(info["traded_shares"]) * info["fill_price"] / equity
-        max_drawdown = max(max_drawdown, info["drawdown"])
-        equity = float(info["equity"])
-        n_steps += 1
+        for key in ROLLOUT_KEYS_SINGLE:
+            rows[key].append(float(info[key]))
+        rows["equity_before"].append(equity_before)
+        rows["action"].append(float(np.asarray(action, dtype=np.float64).reshape(-1)[0]))
+        equity_before = float(info["equity"])
+    out = {k: np.asarray(v, dtype=np.float64) for k, v in rows.items()}
+    out["decision_bar"] = out["bar"] - 1.0
+    return out
+
+
+def summarise_rollout(rollout: Mapping[str, np.ndarray]) -> dict[str, float]:
+    """total_log_return (sum of log returns = log final / initial equity),
+    final_equity_ratio, n_trades (steps with shares traded), turnover (sum of
+    |traded shares| * fill price / equity before the step), costs (sum of
+    costs / equity before the step), max_drawdown (largest drawdown from peak
+    equity) and n_steps."""
+    traded = rollout["traded_shares"] != 0.0
+    equity_before = rollout["equity_before"]
+    initial = equity_before[0] if equity_before.size else float("nan")
+    final = rollout["equity"][-1] if rollout["equity"].size else float("nan")
     return {
-        "total_log_return": float(total_log_return),
-        "final_equity_ratio": equity / initial,
-        "n_trades": float(n_trades),
-        "turnover": float(turnover),
-        "max_drawdown": float(max_drawdown),
-        "n_steps": float(n_steps),
+        "total_log_return": float(rollout["log_return"].sum()),
+        "final_equity_ratio": float(final / initial),
+        "n_trades": float(traded.sum()),
+        "turnover": float(np.sum(np.abs(rollout["traded_shares"]) * rollout["fill_price"]
+                                 / equity_before)),
+        "costs": float(np.sum(rollout["cost"] / equity_before)),
+        "max_drawdown": float(rollout["drawdown"].max(initial=0.0)),
+        "n_steps": float(rollout["log_return"].size),
     }
+
+
+def evaluate_policy_on(market: MarketArrays, model: Any,
+                       env_kwargs: Mapping[str, Any] | None = None) -> dict[str, float]:
+    """:func:`summarise_rollout` of :func:`rollout_policy`: one deterministic
+    episode of ``model`` over the whole span of ``market``."""
+    return summarise_rollout(rollout_policy(market, model, env_kwargs))
 
 
 @dataclass(frozen=True)
@@ -337,8 +423,8 @@ class SeedResults:
 
 
 def train_seeds(
-    train_market: MarketArrays,
-    val_market: MarketArrays,
+    train_market: Markets,
+    val_market: Markets,
     settings: AgentSettings,
     *,
     out_dir: str | Path,

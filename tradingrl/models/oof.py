@@ -1,0 +1,127 @@
+"""Out-of-fold trend-model predictions: the CNN+LSTM's view of bars it never trained on.
+
+The agent's state carries the CNN+LSTM's probabilities and confidence. If they
+came from the model trained on the same bars, they would be far better than
+anything the model can do live, and the agent would learn to trust them too
+much. So every prediction the agent (and the evaluation) sees is made by a
+model fitted strictly before the predicted block (walk-forward, see
+:mod:`tradingrl.evaluation.walk_forward`):
+
+- fold k's model is fitted on fold k's training span only: the scaler on its
+  training rows, early stopping and the temperature on the last
+  ``settings.val_fraction`` of that span;
+- labels that end at or after the test block's first bar are purged before
+  fitting (they were not known yet);
+- it predicts every bar of block k; each window reads only bars <= its end
+  (features are past-only), which may lie before the block.
+
+This is stricter than cross-fitting (a model trained on later blocks would
+know the future regime), and it is what a live system would have had.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tradingrl.evaluation.walk_forward import Fold, purge_labels
+from tradingrl.models.predict import PREDICTION_COLUMNS, TrendModel
+from tradingrl.models.train import TrainSettings, build_datamodule, fit_model
+
+
+def fit_fold_model(
+    frame: pd.DataFrame,
+    feature_names: Sequence[str],
+    settings: TrainSettings,
+    fold: Fold,
+    *,
+    checkpoint_dir: Any = None,
+) -> tuple[TrendModel, dict[str, Any]]:
+    """Fit ``settings.ensemble_size`` CNN+LSTM members on fold's training span
+    (purged against its test block) and calibrate their temperatures on that
+    span's validation part. Returns the model and a summary of the fit."""
+    from tradingrl.models.uncertainty import collect_logits, fit_temperature
+
+    train_rows = fold.train_mask(frame["timestamp"])
+    if not train_rows.any():
+        raise ValueError(f"fold {fold.index} has no training rows")
+    span, n_purged = purge_labels(frame.loc[train_rows], fold.test_start)
+    datamodule = build_datamodule(span, feature_names, settings)
+    del span
+    models, temperatures, val_losses = [], [], []
+    for member in range(settings.ensemble_size):
+        member_dir = None if checkpoint_dir is None else checkpoint_dir / f"member-{member}"
+        if member_dir is not None:
+            member_dir.mkdir(parents=True, exist_ok=True)
+        model, val_loss, _ = fit_model(datamodule, settings, seed=settings.seed + member,
+                                       checkpoint_dir=member_dir, progress_bar=False)
+        temperature = 1.0
+        # The same rule as TrendModel.predict: MC passes only when dropout is on.
+        mc = settings.mc_samples > 1 and model.hparams.dropout > 0
+        if settings.temperature_scaling:
+            temperature = fit_temperature(*collect_logits(
+                model, datamodule.val_dataset, mc_samples=settings.mc_samples if mc else 0,
+                seed=settings.seed))
+        models.append(model)
+        temperatures.append(float(temperature))
+        val_losses.append(float(val_loss))
+    trend = TrendModel(models=models, scaler=datamodule.scaler, feature_names=list(feature_names),
+                       window=settings.window, temperatures=temperatures,
+                       mc_samples=settings.mc_samples, seed=settings.seed)
+    info = {
+        "fold": fold.to_dict(),
+        "labels_purged": n_purged,
+        "split": datamodule.split_info,
+        "val_loss": val_losses,
+        "temperatures": temperatures,
+    }
+    return trend, info
+
+
+def predict_fold(
+    frame: pd.DataFrame,
+    feature_names: Sequence[str],
+    settings: TrainSettings,
+    fold: Fold,
+    *,
+    checkpoint_dir: Any = None,
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Fit fold ``fold``'s model (:func:`fit_fold_model`) and predict every bar
+    of its test block. ``frame`` is the whole feature table (sorted by symbol
+    and time); windows of test bars read earlier rows of it as inputs.
+
+    Returns (predictions, info): predictions has timestamp, symbol, fold and
+    :data:`~tradingrl.models.predict.PREDICTION_COLUMNS`; test bars without a
+    full window of history get none (info["rows_without_window"] counts them).
+    """
+    trend, info = fit_fold_model(frame, feature_names, settings, fold,
+                                 checkpoint_dir=checkpoint_dir)
+    test_rows = fold.test_mask(frame["timestamp"])
+    predictions = trend.predict(frame, rows=test_rows)
+    predictions.insert(2, "fold", np.int16(fold.index))
+    info["rows_test"] = int(test_rows.sum())
+    info["rows_predicted"] = len(predictions)
+    info["rows_without_window"] = int(test_rows.sum()) - len(predictions)
+    return predictions, info
+
+
+def check_out_of_fold(predictions: pd.DataFrame, folds: Sequence[Fold]) -> None:
+    """Raise unless every prediction lies in its own fold's test block and no
+    (symbol, timestamp) is predicted twice."""
+    by_index = {f.index: f for f in folds}
+    ts = pd.DatetimeIndex(predictions["timestamp"]).tz_convert("UTC")
+    for index, rows in predictions.groupby("fold").indices.items():
+        fold = by_index.get(int(index))
+        if fold is None:
+            raise ValueError(f"predictions name fold {index}, which is not in the plan")
+        inside = (ts[rows] >= fold.test_start) & (ts[rows] <= fold.test_end)
+        if not inside.all():
+            raise ValueError(f"fold {index} predicts bars outside its test block")
+    if predictions.duplicated(["symbol", "timestamp"]).any():
+        raise ValueError("a (symbol, timestamp) is predicted more than once")
+    missing = [c for c in PREDICTION_COLUMNS if c not in predictions]
+    if missing:
+        raise ValueError(f"predictions lack columns {missing}")
