@@ -77,17 +77,6 @@ def env_kwargs_from_params(params: dict[str, Any], kind: str) -> dict[str, Any]:
     return kwargs
 
 
-def agent_spans(table: pd.DataFrame, val_fraction: float) -> dict[str, pd.Timestamp]:
-    """Training and validation spans over the table's distinct sessions."""
-    distinct = pd.DatetimeIndex(table["timestamp"].unique()).sort_values()
-    n_val = int(np.floor(val_fraction * len(distinct) + 0.5))
-    if not 1 <= n_val < len(distinct) - 1:
-        raise ValueError(f"val_fraction {val_fraction} of {len(distinct)} sessions leaves no "
-                         "training or no validation span")
-    return {"train_start": distinct[0], "train_end": distinct[-n_val - 1],
-            "val_start": distinct[-n_val], "val_end": distinct[-1]}
-
-
 def _prepare(directory: Path, fingerprint: str) -> None:
     stamp = directory / "fingerprint"
     if directory.exists() and (not stamp.is_file() or stamp.read_text() != fingerprint):
@@ -103,7 +92,12 @@ def main(
     """Run the stage (``params`` and ``repo_root`` exist for tests)."""
     import mlflow
 
-    from tradingrl.agents.data import build_agent_table, fit_agent_scaler, span_markets
+    from tradingrl.agents.data import (
+        agent_spans,
+        build_agent_table,
+        fit_agent_scaler,
+        span_markets,
+    )
     from tradingrl.agents.reference import ConstantPolicy
     from tradingrl.agents.training import build_env, evaluate_policy_on, train_seeds
     from tradingrl.tracking import provenance_tags, use_experiment

@@ -113,6 +113,18 @@ def test_repro_builds_validated_features_and_is_cached(repo_copy: Path):
         "agent.zip", "seed_0.zip", "seed_1.zip", "env_config.json", "scaler.json", "results.json"}
     assert agent["validation"]["flat"]["mean_total_log_return"] == 0.0
 
+    # Walk-forward evaluation: fold 1 only (fold 0's block trains the first agent).
+    metrics = json.loads((repo_copy / "reports/metrics.json").read_text())
+    assert [f["fold"] for f in metrics["policy"]["per_fold"]] == [1]
+    assert metrics["policy"]["overall"]["n_bars"] == len(sessions) - int(len(sessions) * 0.4 + 0.5) - 84
+    assert set(metrics["baselines"]) == {"buy_and_hold", "flat", "sma_crossover", "supervised", "random"}
+    assert metrics["baselines"]["flat"]["overall"]["total_return"] == 0.0
+    assert metrics["trials"]["n_trials"] == 2
+    html = (repo_copy / "reports/evaluation.html").read_text()
+    assert "Policy vs baselines" in html and "cdn.plot.ly" not in html
+    equity = pd.read_csv(repo_copy / "reports/plots/equity.csv")
+    assert list(equity.columns[:2]) == ["timestamp", "buy_and_hold"] and len(equity) == 84
+
     again = sh(["dvc", "repro"], repo_copy)
     assert "Running stage" not in again.stdout
     sh(["dvc", "status"], repo_copy)

@@ -116,3 +116,16 @@ def span_markets(
     if not markets:
         raise ValueError(f"no symbol has {min_bars} bars between {start} and {end}")
     return markets
+
+
+def agent_spans(table: pd.DataFrame, val_fraction: float) -> dict[str, pd.Timestamp]:
+    """Training and validation spans over the distinct sessions of ``table``:
+    the last ``val_fraction`` of them validate, the rest train (inclusive
+    bounds: train_start, train_end, val_start, val_end)."""
+    distinct = pd.DatetimeIndex(table["timestamp"].unique()).sort_values()
+    n_val = int(np.floor(val_fraction * len(distinct) + 0.5))
+    if not 1 <= n_val < len(distinct) - 1:
+        raise ValueError(f"val_fraction {val_fraction} of {len(distinct)} sessions leaves no "
+                         "training or no validation span")
+    return {"train_start": distinct[0], "train_end": distinct[-n_val - 1],
+            "val_start": distinct[-n_val], "val_end": distinct[-1]}
