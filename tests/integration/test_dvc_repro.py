@@ -121,7 +121,7 @@ def test_repro_builds_validated_features_and_is_cached(repo_copy: Path):
     assert metrics["baselines"]["flat"]["overall"]["total_return"] == 0.0
     assert metrics["trials"]["n_trials"] == 2
     html = (repo_copy / "reports/evaluation.html").read_text()
-    assert "Policy vs baselines" in html and "cdn.plot.ly" not in html
+    assert "Policy vs baselines" in html and "<script src=" not in html  # plotly.js embedded
     equity = pd.read_csv(repo_copy / "reports/plots/equity.csv")
     assert list(equity.columns[:2]) == ["timestamp", "buy_and_hold"] and len(equity) == 84
 

@@ -218,8 +218,9 @@ def validation_env_fns(markets: Markets, env_kwargs: Mapping[str, Any], *,
 
 def validation_env_kwargs(env_kwargs: Mapping[str, Any]) -> dict[str, Any]:
     """The training kwargs for the validation env: every episode starts at the
-    first decision bar of the span and runs to its end."""
-    return {**env_kwargs, "random_start": False, "max_steps": None}
+    first decision bar of the span and runs to its end (so a span of any
+    length with one decision is enough: ``min_episode_steps`` is 1)."""
+    return {**env_kwargs, "random_start": False, "max_steps": None, "min_episode_steps": 1}
 
 
 def latest_checkpoint(out_dir: str | Path) -> Path | None:
