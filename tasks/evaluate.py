@@ -63,6 +63,9 @@ def main(params: dict[str, Any] | None = None, agent_params: dict[str, Any] | No
     params = params if params is not None else load_params("evaluate")
     agent_params = agent_params if agent_params is not None else load_params("train_agent")
     walk_forward = walk_forward if walk_forward is not None else load_params("walk_forward")
+    import torch
+
+    torch.set_num_threads(int(agent_params["torch_threads"]))
     bars_per_year = int(params["bars_per_year"])
     reports = repo_root / "reports"
     predictions_dir = repo_root / "data" / "predictions"

@@ -103,6 +103,9 @@ def main(
     from tradingrl.tracking import provenance_tags, use_experiment
 
     params = params if params is not None else load_params("train_agent")
+    import torch
+
+    torch.set_num_threads(int(params["torch_threads"]))
     features_dir = repo_root / "data" / "features"
     oof_path = repo_root / "data" / "predictions" / "oof.parquet"
     out_dir = repo_root / "models" / "agent"

@@ -109,5 +109,54 @@ def _validate(path: Path, out: Path, *, docs: bool, max_quarantine_share: float,
     return {**r, "failure": result.failure_message()}
 
 
+@app.command()
+def predict(
+    path: Annotated[Path, typer.Argument(help="A CSV file or folder: recent OHLCV bars per symbol.")],
+    model: Annotated[str, typer.Option(
+        help="An MLflow model URI (uses MLFLOW_TRACKING_URI or the repository's mlflow.db) "
+             "or a policy bundle folder (models/trading_policy).")
+    ] = "models:/trading-policy@champion",
+    symbol: Annotated[
+        str | None, typer.Option(help="Symbol for a file without a symbol column.")
+    ] = None,
+    timezone: Annotated[str, typer.Option(help="Time zone of timestamps without offset.")] = "UTC",
+    out: Annotated[Path | None, typer.Option(help="Also write the decisions to this CSV.")] = None,
+    debug: Annotated[bool, typer.Option(help="Show the traceback on errors.")] = False,
+) -> None:
+    """Decide in process: the trading policy's target position for the last bar of
+    each symbol in a CSV window, with the model's probabilities, confidence and the
+    risk layer's adjustments (a flat, fresh account)."""
+    from tradingrl.data.errors import DataError
+
+    try:
+        decisions = _predict(path, model, symbol=symbol, timezone=timezone)
+    except (DataError, ValueError, FileNotFoundError) as error:
+        if debug:
+            raise
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(decisions.to_string(index=False))
+    if out is not None:
+        decisions.to_csv(out, index=False)
+
+
+def _predict(path: Path, model: str, **read):
+    from tradingrl.data.csv_source import read_ohlcv_path
+
+    bars = read_ohlcv_path(path, **read)
+    if Path(model).is_dir():
+        from tradingrl.registry import TradingPolicy
+
+        return TradingPolicy.load(model).decide(bars)
+    import mlflow
+
+    from tradingrl.tracking import tracking_uri
+
+    mlflow.set_tracking_uri(tracking_uri(Path.cwd()))
+    from tradingrl.registry import serving_input
+
+    return mlflow.pyfunc.load_model(model).predict(serving_input(bars))
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()

@@ -125,6 +125,29 @@ def test_repro_builds_validated_features_and_is_cached(repo_copy: Path):
     equity = pd.read_csv(repo_copy / "reports/plots/equity.csv")
     assert list(equity.columns[:2]) == ["timestamp", "buy_and_hold"] and len(equity) == 84
 
+    # Promotion: a trading-policy version is challenger; champion only if the gate passed.
+    decision = json.loads((repo_copy / "reports/promotion.json").read_text())
+    assert decision["decision"] in {"promoted", "refused"} and decision["version"] == "1"
+    assert {c["name"] for c in decision["checks"]} == {
+        "dsr", "beats_baselines", "max_drawdown", "beats_champion"}
+    script = ("import mlflow; from tradingrl.tracking import tracking_uri; from pathlib import Path;"
+              "c = mlflow.MlflowClient(tracking_uri(Path.cwd()));"
+              "print(sorted(c.get_registered_model('trading-policy').aliases.items()))")
+    aliases = sh([str(BIN / "python"), "-c", script], repo_copy).stdout.strip()
+    expected = [("challenger", 1)] + ([("champion", 1)] if decision["decision"] == "promoted" else [])
+    assert aliases == str(sorted(expected))
+    assert "Promotion: " + decision["decision"] in (repo_copy / "reports/promotion.html").read_text()
+
+    # In-process decisions from a CSV window, with the bundle the promote stage built.
+    bars = pd.read_parquet(repo_copy / "data/validated/ohlcv.parquet")
+    window = bars[bars["symbol"] == bars["symbol"].iloc[0]].tail(200)
+    window.to_csv(repo_copy / "window.csv", index=False)
+    printed = sh([str(BIN / "tradingrl"), "predict", "window.csv", "--model",
+                  "models/trading_policy", "--out", "decisions.csv"], repo_copy)
+    decisions = pd.read_csv(repo_copy / "decisions.csv")
+    assert len(decisions) == 1 and -1.0 <= decisions["target"].item() <= 1.0
+    assert decisions["symbol"].item() in printed.stdout
+
     again = sh(["dvc", "repro"], repo_copy)
     assert "Running stage" not in again.stdout
     sh(["dvc", "status"], repo_copy)

@@ -1,0 +1,330 @@
+"""The ``trading-policy`` bundle: one folder holding everything a decision needs.
+
+Layout (written by :func:`build_policy_bundle`)::
+
+    policy.json          the manifest (below)
+    cnn_lstm/            config.json, scaler.json, feature_list.json, model-<k>.pt
+                         (the trend model as ``TrendModel.load`` reads it)
+    agent/               agent.zip (SB3), env_config.json, scaler.json (the
+                         agent's feature scaler, fitted on its training span)
+
+The manifest records the feature settings (warm-up, label spec), the trend
+model's and the agent's shapes, the risk parameters, the input contract (the
+least history per symbol, :func:`required_history`), the package versions,
+the SHA-256 of every bundled file and of the library source files on the
+decision's code path. :class:`~tradingrl.registry.policy.TradingPolicy`
+refuses a bundle whose files changed, and by default one whose code path
+differs from the code that loads it: what was evaluated is what is served.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import platform
+import shutil
+from collections.abc import Mapping
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from tradingrl.models.predict import PREDICTION_COLUMNS
+
+MANIFEST = "policy.json"
+FORMAT_VERSION = 1
+TREND_DIR = "cnn_lstm"
+AGENT_DIR = "agent"
+INPUT_COLUMNS: tuple[str, ...] = ("timestamp", "symbol", "open", "high", "low", "close", "volume")
+# One row per symbol: the decision at its last bar (see TradingPolicy.decide).
+OUTPUT_COLUMNS: tuple[str, ...] = (
+    "symbol", "timestamp", "target", "requested_target", "risk_binding",
+    *PREDICTION_COLUMNS,
+    "risk_peak_equity", "risk_breaker_active", "risk_bars_since_trip",
+)
+
+# Library files whose code decides what a bundle outputs, relative to the
+# tradingrl package: the feature path, the trend model's inference, the
+# risk layer and its hook, and the policy itself.
+CODE_PATH_FILES: tuple[str, ...] = (
+    "features/build.py",
+    "features/technical.py",
+    "features/fast_indicators.py",
+    "features/labels.py",
+    "models/predict.py",
+    "models/data.py",
+    "models/cnn_lstm.py",
+    "models/uncertainty.py",
+    "models/classes.py",
+    "envs/arrays.py",
+    "envs/risk_hook.py",
+    "risk/layer.py",
+    "risk/limits.py",
+    "registry/bundle.py",
+    "registry/inputs.py",
+    "registry/policy.py",
+)
+
+# Distributions whose versions are recorded in the manifest (and pinned for
+# the MLflow model's environment).
+RUNTIME_DISTRIBUTIONS: tuple[str, ...] = (
+    "tradingrl", "numpy", "pandas", "numba", "ta", "torch", "lightning", "torchmetrics",
+    "scipy", "stable-baselines3", "gymnasium", "pandera", "mlflow", "cloudpickle",
+)
+
+_TREND_FILES = ("config.json", "scaler.json", "feature_list.json")
+_AGENT_FILES = ("agent.zip", "env_config.json", "scaler.json")
+
+
+def required_history(
+    warmup_bars: int, trend_window: int, agent_window: int, risk_lookback: int | None
+) -> dict[str, int]:
+    """Least bars per symbol for a decision at its last bar, and why.
+
+    The first ``warmup_bars`` bars only warm the features up (the pipeline
+    drops them). After them, feature rows are needed for: the trend model's
+    window (``trend_window`` rows ending at t), the agent's observation
+    (``agent_window`` rows) and, with the risk layer on, its return window
+    (``risk_lookback`` one-bar log returns, so ``risk_lookback + 1`` closes
+    of feature rows, as the environment takes them from its rows). The rows
+    overlap (all end at t), so the bars needed are ``warmup_bars`` plus the
+    largest of these.
+    """
+    for name, value in (("warmup_bars", warmup_bars), ("trend_window", trend_window),
+                        ("agent_window", agent_window)):
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+    terms = {"trend_window": trend_window, "agent_window": agent_window}
+    if risk_lookback is not None:
+        if not isinstance(risk_lookback, int) or risk_lookback < 1:
+            raise ValueError(f"risk_lookback must be an int >= 1, got {risk_lookback!r}")
+        terms["risk_closes"] = risk_lookback + 1
+    rows = max(terms.values())
+    return {"min_bars": warmup_bars + rows, "min_feature_rows": rows,
+            "warmup_bars": warmup_bars, **terms}
+
+
+def env_default(name: str) -> Any:
+    """The single-asset environment's default for keyword ``name`` (used for
+    settings the agent's env_config does not spell out, e.g. ``obs_clip``)."""
+    from tradingrl.envs.single_asset import SingleAssetTradingEnv
+
+    return inspect.signature(SingleAssetTradingEnv.__init__).parameters[name].default
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def code_fingerprint() -> dict[str, str]:
+    """SHA-256 of each :data:`CODE_PATH_FILES` file of the imported tradingrl."""
+    import tradingrl
+
+    root = Path(tradingrl.__file__).parent
+    return {name: file_sha256(root / name) for name in CODE_PATH_FILES}
+
+
+def runtime_versions() -> dict[str, str]:
+    found = {"python": platform.python_version()}
+    for name in RUNTIME_DISTRIBUTIONS:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError as err:
+            raise RuntimeError(f"{name} is not installed; the policy needs it") from err
+    return found
+
+
+def _read_json(path: Path) -> Any:
+    if not path.is_file():
+        raise ValueError(f"{path} is missing")
+    return json.loads(path.read_text())
+
+
+def _check_features(params: Mapping[str, Any]) -> tuple[int, dict[str, Any]]:
+    from tradingrl.features.labels import LabelSpec
+    from tradingrl.features.technical import MIN_WARMUP_BARS
+
+    if not isinstance(params, Mapping) or "warmup_bars" not in params or "label" not in params:
+        raise ValueError("features_params must hold warmup_bars and label (params.yaml 'features')")
+    warmup = params["warmup_bars"]
+    if not isinstance(warmup, int) or warmup < MIN_WARMUP_BARS:
+        raise ValueError(f"features warmup_bars must be an int >= {MIN_WARMUP_BARS}, "
+                         f"got {warmup!r}")
+    label = dict(params["label"])
+    LabelSpec(**label)  # raises on unknown keys or bad values
+    return warmup, label
+
+
+def _agent_section(env_config: Mapping[str, Any], scaler_names: list[str]) -> dict[str, Any]:
+    from tradingrl.agents.training import ALGORITHM_NAMES
+    from tradingrl.envs.arrays import check_state_columns
+    from tradingrl.envs.single_asset import ACCOUNT_STATE_NAMES
+    from tradingrl.features.technical import FEATURE_COLUMNS
+    from tradingrl.models.predict import PREDICTION_COLUMNS
+
+    for key in ("algorithm", "env_kind", "observation_size", "features", "prediction_columns",
+                "env", "risk"):
+        if key not in env_config:
+            raise ValueError(f"agent env_config.json lacks {key!r}")
+    if env_config["env_kind"] != "single_asset":
+        raise ValueError(f"trading-policy serves single-asset agents; env_kind "
+                         f"{env_config['env_kind']!r} is not supported")
+    if env_config["algorithm"] not in ALGORITHM_NAMES:
+        raise ValueError(f"agent algorithm must be one of {ALGORITHM_NAMES}, "
+                         f"got {env_config['algorithm']!r}")
+    features = list(check_state_columns(env_config["features"], "feature"))
+    predictions = list(check_state_columns(env_config["prediction_columns"], "prediction"))
+    unknown = [f for f in features if f not in FEATURE_COLUMNS]
+    unknown += [p for p in predictions if p not in PREDICTION_COLUMNS]
+    if unknown:
+        raise ValueError(f"agent state columns {unknown} are not produced by the feature code "
+                         "or the trend model")
+    if scaler_names != features:
+        raise ValueError("the agent's scaler.json and env_config.json disagree on the features")
+    env = dict(env_config["env"])
+    window = int(env.get("window", env_default("window")))
+    obs_clip = env.get("obs_clip", env_default("obs_clip"))
+    expected = window * len(features) + len(predictions) + len(ACCOUNT_STATE_NAMES)
+    if int(env_config["observation_size"]) != expected:
+        raise ValueError(f"agent observation_size {env_config['observation_size']} != window "
+                         f"{window} x {len(features)} features + {len(predictions)} predictions "
+                         f"+ {len(ACCOUNT_STATE_NAMES)} account entries = {expected}")
+    risk = dict(env_config["risk"])
+    if risk.get("enabled"):
+        from tradingrl.risk.limits import RiskLimits
+
+        limits = {k: v for k, v in risk.items() if k not in ("enabled", "forecast_horizon_bars")}
+        RiskLimits(**limits)  # raises on bad limits now, not at the first decision
+        if int(risk.get("forecast_horizon_bars", 1)) < 1:
+            raise ValueError("risk forecast_horizon_bars must be >= 1")
+    return {
+        "dir": AGENT_DIR,
+        "algorithm": env_config["algorithm"],
+        "env_kind": env_config["env_kind"],
+        "window": window,
+        "observation_size": expected,
+        "features": features,
+        "prediction_columns": predictions,
+        "obs_clip": None if obs_clip is None else float(obs_clip),
+        "risk_lookback": int(env.get("risk_lookback", env_default("risk_lookback"))),
+        "risk": risk,
+    }
+
+
+def build_policy_bundle(
+    cnn_lstm_dir: str | Path,
+    agent_dir: str | Path,
+    features_params: Mapping[str, Any],
+    out_dir: str | Path,
+    *,
+    overwrite: bool = False,
+) -> Path:
+    """Copy what the policy needs into ``out_dir`` (created; it must not
+    exist or be empty, unless ``overwrite``, which deletes it first once the
+    pieces have been checked) and write the ``policy.json`` manifest; returns
+    ``out_dir``. ``manifest["min_history_bars"]`` is the least number of bars
+    per symbol a decision needs (:func:`required_history`).
+
+    cnn_lstm_dir: models/cnn_lstm (train_model's layout). agent_dir:
+    models/agent (train_agent's layout, single-asset agents only).
+    features_params: params.yaml's ``features`` section (warmup_bars, label),
+    the settings the feature table the models learnt from was built with.
+    Raises ValueError when a piece is missing or the pieces disagree
+    (feature lists, observation size, risk limits).
+    """
+    from tradingrl.features.technical import FEATURE_COLUMNS
+
+    cnn_lstm_dir, agent_dir, out_dir = Path(cnn_lstm_dir), Path(agent_dir), Path(out_dir)
+    warmup, label = _check_features(features_params)
+
+    config = _read_json(cnn_lstm_dir / "config.json")
+    trend_features = _read_json(cnn_lstm_dir / "feature_list.json")["features"]
+    trend_scaler = _read_json(cnn_lstm_dir / "scaler.json")
+    unknown = [f for f in trend_features if f not in FEATURE_COLUMNS]
+    if unknown:
+        raise ValueError(f"trend model features {unknown[:5]} are not produced by the feature code")
+    if list(trend_scaler["feature_names"]) != list(trend_features):
+        raise ValueError("the trend model's scaler.json and feature_list.json disagree")
+    n_members = int(config["ensemble_size"])
+    members = [f"model-{k}.pt" for k in range(n_members)]
+    for name in (*_TREND_FILES, *members):
+        if not (cnn_lstm_dir / name).is_file():
+            raise ValueError(f"{cnn_lstm_dir / name} is missing")
+    env_config = _read_json(agent_dir / "env_config.json")
+    agent_scaler = _read_json(agent_dir / "scaler.json")
+    for name in _AGENT_FILES:
+        if not (agent_dir / name).is_file():
+            raise ValueError(f"{agent_dir / name} is missing")
+    agent = _agent_section(env_config, list(agent_scaler["feature_names"]))
+
+    trend_window = int(config["window"])
+    risk_on = bool(agent["risk"].get("enabled"))
+    history = required_history(warmup, trend_window, agent["window"],
+                               agent["risk_lookback"] if risk_on else None)
+
+    if out_dir.exists() and any(out_dir.iterdir()):
+        if not overwrite:
+            raise ValueError(f"{out_dir} exists and is not empty (overwrite=True replaces it)")
+        shutil.rmtree(out_dir)
+    (out_dir / TREND_DIR).mkdir(parents=True, exist_ok=True)
+    (out_dir / AGENT_DIR).mkdir(parents=True, exist_ok=True)
+    for name in (*_TREND_FILES, *members):
+        shutil.copy2(cnn_lstm_dir / name, out_dir / TREND_DIR / name)
+    for name in _AGENT_FILES:
+        shutil.copy2(agent_dir / name, out_dir / AGENT_DIR / name)
+    files = sorted(p.relative_to(out_dir).as_posix() for p in out_dir.rglob("*") if p.is_file())
+
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "min_history_bars": history["min_bars"],
+        "features": {"warmup_bars": warmup, "label": label, "columns": list(FEATURE_COLUMNS)},
+        "trend_model": {
+            "dir": TREND_DIR,
+            "window": trend_window,
+            "ensemble_size": n_members,
+            "mc_samples": int(config["mc_samples"]),
+            "temperatures": list(config["temperatures"]),
+            "features": list(trend_features),
+        },
+        "agent": agent,
+        "input": {
+            "columns": list(INPUT_COLUMNS),
+            "history": history,
+            "timestamps": "ISO-8601 or datetime; naive times are UTC; strictly increasing "
+                          "per symbol",
+        },
+        "output": {"columns": list(OUTPUT_COLUMNS)},
+        "versions": runtime_versions(),
+        "code_sha256": code_fingerprint(),
+        "files_sha256": {name: file_sha256(out_dir / name) for name in files},
+    }
+    (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=2))
+    return out_dir
+
+
+def read_manifest(bundle_dir: str | Path, *, check_code: bool = True) -> dict[str, Any]:
+    """The bundle's manifest after checking its files (and, with
+    ``check_code``, that the library's decision code is the one the bundle
+    was built with). Raises ValueError naming what differs."""
+    bundle_dir = Path(bundle_dir)
+    manifest = _read_json(bundle_dir / MANIFEST)
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"{bundle_dir / MANIFEST}: format_version "
+                         f"{manifest.get('format_version')!r}, this code reads {FORMAT_VERSION}")
+    changed = [name for name, digest in manifest["files_sha256"].items()
+               if not (bundle_dir / name).is_file() or file_sha256(bundle_dir / name) != digest]
+    if changed:
+        raise ValueError(f"bundle files changed or missing since it was built: {changed}")
+    if check_code:
+        current = code_fingerprint()
+        differs = [name for name, digest in manifest["code_sha256"].items()
+                   if current.get(name) != digest]
+        if differs:
+            raise ValueError(f"the decision code differs from the code the bundle was built "
+                             f"with in {differs}; rebuild the bundle (or load with "
+                             "check_code=False to serve it with this code knowingly)")
+    return manifest

@@ -1,0 +1,203 @@
+"""What a decision takes in: the OHLCV window and the accounts, checked.
+
+:func:`prepare_ohlcv` applies the raw data contract's rules
+(:mod:`tradingrl.data.contract`) to a serving window, fast enough to run on
+every request (pandera's lazy validation costs ~12 ms per call, more than the
+rest of the checks together), and names the first broken row with the
+contract's own reason. :class:`AccountState` is one symbol's account at the
+decision bar, in the units of the environment's observation.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+PRICE_COLUMNS = ("open", "high", "low", "close")
+
+
+@dataclass(frozen=True)
+class AccountState:
+    """One symbol's account at the close of the decision bar t.
+
+    position: shares * close_t / equity, signed fraction of equity held.
+    cash_fraction: cash / equity; position + cash_fraction must be 1 (the
+        single-asset account holds nothing else).
+    unrealised_pnl: shares * (close_t - average entry price) / equity.
+    drawdown: 1 - equity / peak equity of the account, in [0, 1).
+    equity: account value in the quote currency (> 0; only ratios and the
+        risk layer's breaker use it).
+    peak_equity: the risk layer's peak equity (its ``RiskState``; 0.0 = none
+        yet, the first equity becomes it). After a breaker release it is
+        re-based, so it can differ from the account's own peak.
+    breaker_active / bars_since_trip: the risk layer's drawdown breaker state.
+
+    The defaults are a new flat account: position 0, all cash, no PnL, no
+    drawdown, a fresh risk state (what the environment starts an episode
+    with). Pass back the ``risk_*`` columns of a decision to carry the risk
+    state to the next one.
+    """
+
+    position: float = 0.0
+    cash_fraction: float = 1.0
+    unrealised_pnl: float = 0.0
+    drawdown: float = 0.0
+    equity: float = 1.0
+    peak_equity: float = 0.0
+    breaker_active: bool = False
+    bars_since_trip: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("position", "cash_fraction", "unrealised_pnl", "drawdown", "equity",
+                     "peak_equity"):
+            value = getattr(self, name)
+            if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+                raise TypeError(f"account {name} must be a number, got {value!r}")
+            if not math.isfinite(value):
+                raise ValueError(f"account {name} must be finite, got {value!r}")
+        if not 0.0 <= self.drawdown < 1.0:
+            raise ValueError(f"account drawdown must be in [0, 1), got {self.drawdown}")
+        if not self.equity > 0.0:
+            raise ValueError(f"account equity must be > 0, got {self.equity}")
+        if self.peak_equity < 0.0:
+            raise ValueError(f"account peak_equity must be >= 0, got {self.peak_equity}")
+        if abs(self.position + self.cash_fraction - 1.0) > 1e-6:
+            raise ValueError(f"account position + cash_fraction must be 1, got "
+                             f"{self.position} + {self.cash_fraction}")
+        if not isinstance(self.breaker_active, (bool, np.bool_)):
+            raise TypeError(f"account breaker_active must be a bool, got {self.breaker_active!r}")
+        if (isinstance(self.bars_since_trip, (bool, np.bool_))
+                or not isinstance(self.bars_since_trip, numbers.Integral)):
+            raise TypeError(f"account bars_since_trip must be an int, got {self.bars_since_trip!r}")
+        if self.bars_since_trip < 0 or (self.bars_since_trip and not self.breaker_active):
+            raise ValueError("account bars_since_trip must be >= 0, and 0 unless breaker_active")
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> AccountState:
+        """From a JSON-like mapping of some of the fields (others default)."""
+        if not isinstance(values, Mapping):
+            raise TypeError(f"an account must be a mapping of fields, got {type(values).__name__}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown account field(s) {unknown}; known: {sorted(known)}")
+        return cls(**dict(values))
+
+
+def _first_bad(mask: np.ndarray) -> int:
+    return int(np.flatnonzero(mask)[0])
+
+
+def utc_nanoseconds(stamps: pd.Series) -> np.ndarray:
+    """int64 nanoseconds since the epoch (UTC) of a tz-aware datetime column."""
+    return stamps.dt.tz_convert("UTC").to_numpy(dtype="datetime64[ns]").view(np.int64)
+
+
+def _parse_timestamps(column: pd.Series) -> pd.Series:
+    dtype = column.dtype
+    if isinstance(dtype, pd.DatetimeTZDtype):
+        stamps = column.dt.tz_convert("UTC")
+    elif pd.api.types.is_datetime64_dtype(dtype):
+        stamps = column.dt.tz_localize("UTC")
+    else:
+        stamps = pd.to_datetime(column, utc=True, errors="coerce", format="ISO8601")
+    bad = stamps.isna().to_numpy()
+    if bad.any():
+        i = _first_bad(bad)
+        raise ValueError(f"row {i}: timestamp {column.iloc[i]!r} is missing or not an ISO-8601 "
+                         "time")
+    return stamps.astype("datetime64[ns, UTC]")
+
+
+def prepare_ohlcv(ohlcv: pd.DataFrame) -> pd.DataFrame:
+    """Check a long-format OHLCV window and return it with UTC timestamps,
+    str symbols and float64 values, rows grouped by symbol (each symbol's
+    rows in their given order, which must be strictly increasing in time).
+
+    Rules are the raw data contract's (:mod:`tradingrl.data.contract`):
+    prices finite and > 0, volume finite and >= 0, low <= min(open, close),
+    high >= max(open, close), no duplicate or decreasing timestamps within a
+    symbol; timestamps are datetimes or ISO-8601 strings (naive ones are
+    UTC). The first broken rule raises a one-line ValueError naming the row.
+    """
+    from tradingrl.data.columns import SYMBOL_PATTERN
+    from tradingrl.data.contract import check_required_columns
+
+    if not isinstance(ohlcv, pd.DataFrame):
+        raise TypeError(f"ohlcv must be a pandas DataFrame, got {type(ohlcv).__name__}")
+    check_required_columns(ohlcv)
+    if ohlcv.empty:
+        raise ValueError("ohlcv has no rows")
+    raw_symbols = ohlcv["symbol"]
+    missing = raw_symbols.isna().to_numpy()
+    if missing.any():
+        raise ValueError(f"row {_first_bad(missing)}: symbol is missing")
+    symbols = raw_symbols.astype(str).to_numpy()
+    pattern = re.compile(SYMBOL_PATTERN)
+    for symbol in pd.unique(symbols):
+        if not pattern.match(symbol):
+            raise ValueError(f"symbol {symbol!r} is not a safe symbol name ({SYMBOL_PATTERN})")
+    stamps = _parse_timestamps(ohlcv["timestamp"])
+    values = {}
+    for name in (*PRICE_COLUMNS, "volume"):
+        column = pd.to_numeric(ohlcv[name], errors="coerce").to_numpy(dtype=np.float64)
+        bad = ~np.isfinite(column)
+        if bad.any():
+            i = _first_bad(bad)
+            value = ohlcv[name].iloc[i]
+            shown = repr(value) if isinstance(value, str) else str(value)
+            raise ValueError(f"row {i} ({symbols[i]}): {name} {shown} is missing or not a "
+                             "finite number")
+        low_bad = column < 0 if name == "volume" else column <= 0
+        if low_bad.any():
+            i = _first_bad(low_bad)
+            rule = ">= 0" if name == "volume" else "> 0"
+            raise ValueError(f"row {i} ({symbols[i]}): {name} must be {rule}, got {column[i]}")
+        values[name] = column
+    o, h, lo, c = (values[k] for k in PRICE_COLUMNS)
+    for rule, bad in (("high_below_open_or_close", h < np.maximum(o, c)),
+                      ("low_above_open_or_close", lo > np.minimum(o, c))):
+        if bad.any():
+            i = _first_bad(bad)
+            raise ValueError(f"row {i} ({symbols[i]}): {rule} (open {o[i]}, high {h[i]}, "
+                             f"low {lo[i]}, close {c[i]})")
+    utc = pd.DatetimeIndex(utc_nanoseconds(stamps).view("datetime64[ns]")).tz_localize("UTC")
+    frame = pd.DataFrame({"timestamp": utc, "symbol": symbols, **values})
+    frame = frame.iloc[np.argsort(symbols, kind="stable")]
+    ns = utc_nanoseconds(frame["timestamp"])
+    same = frame["symbol"].to_numpy()[1:] == frame["symbol"].to_numpy()[:-1]
+    step = np.diff(ns)
+    for rule, bad in (("duplicate_timestamp", same & (step == 0)),
+                      ("timestamp_not_increasing", same & (step < 0))):
+        if bad.any():
+            j = _first_bad(bad) + 1
+            row = int(frame.index[j])
+            raise ValueError(f"row {row} ({frame['symbol'].iloc[j]}): {rule} at "
+                             f"{frame['timestamp'].iloc[j].isoformat()} (rows of a symbol must be "
+                             "in strictly increasing time)")
+    return frame.reset_index(drop=True)
+
+
+def parse_accounts(
+    account: Mapping[str, AccountState | Mapping[str, Any]] | None, symbols: list[str]
+) -> dict[str, AccountState]:
+    """One AccountState per symbol: the given ones, a new flat account for
+    the rest. Accounts for symbols not in the window are refused (a typo
+    would otherwise trade a flat account silently)."""
+    if account is None:
+        account = {}
+    if not isinstance(account, Mapping):
+        raise TypeError(f"account must be a mapping of symbol -> account, got "
+                        f"{type(account).__name__}")
+    unknown = sorted(str(s) for s in account if s not in symbols)
+    if unknown:
+        raise ValueError(f"account given for symbol(s) {unknown} that the OHLCV window lacks")
+    return {s: (a if isinstance(a, AccountState) else AccountState.from_mapping(a))
+            for s, a in ((s, account.get(s, AccountState())) for s in symbols)}

@@ -1,0 +1,274 @@
+"""The whole trading decision as one object: OHLCV window in, target out.
+
+:class:`TradingPolicy` loads a bundle (:mod:`tradingrl.registry.bundle`) and,
+for each symbol of a long-format OHLCV window, decides at the symbol's LAST
+bar t, through the pipeline's own code path:
+
+1. features: :func:`tradingrl.features.build.build_feature_table` on the
+   symbol's bars with the bundle's warm-up and label spec (the features
+   stage's call; the first ``warmup_bars`` bars are dropped, so are bars with
+   undefined features);
+2. trend model: ``TrendModel.predict`` on the window of feature rows ending
+   at t (alone: a symbol's prediction never depends on the other symbols of
+   the request, even with MC dropout);
+3. observation, laid out as ``SingleAssetTradingEnv._write_obs`` lays it out:
+   the agent's features of the last ``window`` feature rows scaled with the
+   agent's scaler, the prediction columns at t, both as float32 clipped to
+   ``obs_clip``, then the account's position, cash / equity, unrealised PnL /
+   equity and drawdown (each clipped);
+4. agent: the SB3 policy's deterministic action, clipped to [-1, 1];
+5. risk layer: :func:`tradingrl.envs.risk_hook.risk_layer_hook` with the
+   context the environment builds: the last ``risk_lookback`` log returns of
+   the feature rows' closes, the account, the (float32, clipped) confidence
+   and expected return at t, and the risk state carried in the account.
+
+Timing: the returned ``target`` is the signed fraction of equity to hold,
+decided with bars <= t only, to be filled at bar t+1 (its open by default,
+as in the environment and the backtest) after costs.
+
+Exactness: given the same bars from the start of a symbol's history, the
+observation, the agent's action and the risk-adjusted target equal the
+environment's at that bar for the same account and risk state (the unit
+test steps the env and compares bit for bit; the trend model's prediction at
+t is made from t's window alone, which a batched prediction matches up to
+float noise, ~1e-9, without MC dropout; with MC dropout a batch draws other
+masks than a lone window, so batched and served predictions differ by the
+MC noise, a few 1e-3 in the probabilities). With only the minimum history
+(``min_bars``), the recursive indicators (EMAs, Wilder smoothing, STC) start
+later than in the pipeline; their memory of the start has decayed after the
+warm-up but is not zero: on the synthetic market the observation differed
+from the full-history one by at most 1.9e-3 (scaled units) and the target by
+at most 5.9e-4 (tests/unit/test_trading_policy.py). Send more history than
+the minimum to come closer; all of it is used.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tradingrl.models.predict import PREDICTION_COLUMNS
+from tradingrl.registry.bundle import (  # noqa: F401  (build_policy_bundle: re-exported)
+    OUTPUT_COLUMNS,
+    build_policy_bundle,
+    read_manifest,
+)
+from tradingrl.registry.inputs import (
+    AccountState,
+    parse_accounts,
+    prepare_ohlcv,
+    utc_nanoseconds,
+)
+
+
+def __getattr__(name: str) -> Any:
+    # The MLflow side lives in tradingrl.registry.pyfunc (it imports mlflow);
+    # reachable from here too, imported on first use.
+    if name in ("log_trading_policy", "TradingPolicyModel"):
+        from tradingrl.registry import pyfunc
+
+        return getattr(pyfunc, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+class TradingPolicy:
+    """The bundled decision (features, trend model, agent, risk layer); see
+    the module docstring. Load with :meth:`load`; decide with :meth:`decide`."""
+
+    def __init__(self, manifest: dict[str, Any], trend_model: Any, agent: Any,
+                 agent_scaler: Any) -> None:
+        from tradingrl.features.labels import LabelSpec
+
+        self.manifest = manifest
+        self.trend_model = trend_model
+        self.agent = agent
+        self.agent_scaler = agent_scaler
+        spec = manifest["agent"]
+        self.warmup_bars = int(manifest["features"]["warmup_bars"])
+        self.label_spec = LabelSpec(**manifest["features"]["label"])
+        self.window = int(spec["window"])
+        self.prediction_columns = list(spec["prediction_columns"])
+        self.obs_clip = spec["obs_clip"]
+        self.obs_size = int(spec["observation_size"])
+        self.min_bars = int(manifest["min_history_bars"])
+        self.min_feature_rows = int(manifest["input"]["history"]["min_feature_rows"])
+        risk = dict(spec["risk"])
+        self.risk_fn = None
+        self.risk_lookback = int(spec["risk_lookback"])
+        if risk.pop("enabled"):
+            from tradingrl.envs.risk_hook import risk_layer_hook
+            from tradingrl.risk.limits import RiskLimits
+
+            horizon = int(risk.pop("forecast_horizon_bars"))
+            self.risk_fn = risk_layer_hook(RiskLimits(**risk), forecast_horizon_bars=horizon)
+        names = self.prediction_columns
+        self._conf_col = names.index("confidence") if "confidence" in names else -1
+        self._er_col = names.index("expected_return") if "expected_return" in names else -1
+        if list(agent_scaler.feature_names) != list(spec["features"]):
+            raise ValueError("the agent's scaler and the manifest disagree on the features")
+
+    @classmethod
+    def load(cls, bundle_dir: str | Path, *, check_code: bool = True) -> TradingPolicy:
+        """Load a bundle written by :func:`~tradingrl.registry.bundle.build_policy_bundle`
+        (its files are checked against the manifest; ``check_code``: also refuse
+        a bundle built with different decision code)."""
+        from tradingrl.agents.training import algorithm_classes
+        from tradingrl.models.data import FeatureScaler
+        from tradingrl.models.predict import TrendModel
+
+        bundle_dir = Path(bundle_dir)
+        manifest = read_manifest(bundle_dir, check_code=check_code)
+        trend = TrendModel.load(bundle_dir / manifest["trend_model"]["dir"])
+        agent_dir = bundle_dir / manifest["agent"]["dir"]
+        agent = algorithm_classes()[manifest["agent"]["algorithm"]].load(
+            agent_dir / "agent.zip", device="cpu")
+        observed = int(np.prod(agent.observation_space.shape))
+        if observed != int(manifest["agent"]["observation_size"]):
+            raise ValueError(f"agent.zip observes {agent.observation_space.shape}, the manifest "
+                             f"says {manifest['agent']['observation_size']}")
+        return cls(manifest, trend, agent, FeatureScaler.load(agent_dir / "scaler.json"))
+
+    # ------------------------------------------------------------------ decisions
+    def decide(self, ohlcv: pd.DataFrame,
+               account: Mapping[str, AccountState | Mapping[str, Any]] | None = None
+               ) -> pd.DataFrame:
+        """One row per symbol (sorted by symbol) for the LAST bar of each
+        symbol's window, columns :data:`~tradingrl.registry.bundle.OUTPUT_COLUMNS`:
+
+        target: the risk-checked position, signed fraction of equity, to hold
+            from bar t+1 (filled at its open); requested_target: the agent's
+            action clipped to [-1, 1]; risk_binding: the risk rules that
+            changed it, comma-joined in the order applied ("" if none);
+        p_down, p_flat, p_up, expected_return (forward log return over the
+            label horizon), confidence, entropy, direction_std: the trend
+            model at t;
+        risk_peak_equity, risk_breaker_active, risk_bars_since_trip: the
+            risk layer's state after this decision (pass it back in the
+            next AccountState).
+
+        ``ohlcv``: long format (timestamp, symbol, open, high, low, close,
+        volume), at least ``min_bars`` bars per symbol; see
+        :func:`prepare_ohlcv`. ``account``: per symbol, an AccountState or a
+        mapping of its fields; symbols left out trade a new flat account.
+        """
+        return self.decide_with_observations(ohlcv, account)[0]
+
+    def decide_with_observations(
+        self, ohlcv: pd.DataFrame,
+        account: Mapping[str, AccountState | Mapping[str, Any]] | None = None,
+    ) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+        """:meth:`decide`, plus each symbol's observation (float32, the
+        environment's layout) as the agent saw it."""
+        bars = prepare_ohlcv(ohlcv)
+        groups = bars.groupby("symbol", sort=True).indices
+        accounts = parse_accounts(account, list(groups))
+        rows, observations = [], {}
+        for symbol, index in groups.items():
+            row, obs = self._decide_symbol(symbol, bars.iloc[index].reset_index(drop=True),
+                                           accounts[symbol])
+            rows.append(row)
+            observations[symbol] = obs
+        return pd.DataFrame(rows, columns=list(OUTPUT_COLUMNS)), observations
+
+    def _decide_symbol(self, symbol: str, bars: pd.DataFrame, account: AccountState
+                       ) -> tuple[dict[str, Any], np.ndarray]:
+        from tradingrl.envs.arrays import rolling_sigma
+        from tradingrl.features.build import build_feature_table
+        from tradingrl.risk.limits import RiskState
+
+        if len(bars) < self.min_bars:
+            history = self.manifest["input"]["history"]
+            parts = ", ".join(f"{k} {v}" for k, v in history.items()
+                              if k not in ("min_bars", "min_feature_rows", "warmup_bars"))
+            raise ValueError(f"symbol {symbol}: {len(bars)} bars, the policy needs at least "
+                             f"{self.min_bars} (features warm-up {self.warmup_bars} + the "
+                             f"largest of {parts})")
+        try:
+            table, _ = build_feature_table(bars, self.label_spec, warmup_bars=self.warmup_bars)
+        except ValueError as err:
+            raise ValueError(f"symbol {symbol}: {err}") from err
+        stamp = bars["timestamp"].iloc[-1]
+        if table["timestamp"].iloc[-1] != stamp:
+            raise ValueError(f"symbol {symbol}: the last bar ({stamp.isoformat()}) has undefined "
+                             "features (zero volume or a flat bar?); no decision for it")
+        if len(table) < self.min_feature_rows:
+            raise ValueError(f"symbol {symbol}: only {len(table)} bars after the warm-up have "
+                             f"defined features, the policy needs {self.min_feature_rows}")
+
+        last = np.zeros(len(table), dtype=bool)
+        last[-1] = True
+        prediction = self.trend_model.predict(table, rows=last)
+        if len(prediction) != 1 or prediction["timestamp"].iloc[0] != stamp:
+            raise RuntimeError(f"symbol {symbol}: the trend model gave no prediction at the "
+                               "last bar")
+        predicted = prediction.iloc[0]
+
+        # The observation, as SingleAssetTradingEnv builds it from MarketArrays
+        # (float32 features and predictions, clipped once; account entries clipped).
+        features = self.agent_scaler.transform(table.iloc[-self.window:])
+        preds = np.asarray([predicted[c] for c in self.prediction_columns], dtype=np.float32)
+        bound = math.inf if self.obs_clip is None else float(self.obs_clip)
+        if self.obs_clip is not None:
+            features = np.clip(features, -self.obs_clip, self.obs_clip)
+            preds = np.clip(preds, -self.obs_clip, self.obs_clip)
+        obs = np.empty(self.obs_size, dtype=np.float32)
+        k = features.size
+        obs[:k] = features.reshape(-1)
+        obs[k:k + preds.size] = preds
+        k += preds.size
+        obs[k] = max(-bound, min(account.position, bound))
+        obs[k + 1] = max(-bound, min(account.cash_fraction, bound))
+        obs[k + 2] = max(-bound, min(account.unrealised_pnl, bound))
+        obs[k + 3] = min(account.drawdown, bound)
+
+        action, _ = self.agent.predict(obs, deterministic=True)
+        requested = float(np.asarray(action).reshape(-1)[0])
+        if math.isnan(requested):
+            raise RuntimeError(f"symbol {symbol}: the agent's action is NaN")
+        requested = max(-1.0, min(requested, 1.0))
+
+        state = RiskState(float(account.peak_equity), bool(account.breaker_active),
+                          int(account.bars_since_trip))
+        target, binding = requested, ()
+        if self.risk_fn is not None:
+            # The environment's RiskContext at t: log returns between the
+            # closes of the last risk_lookback + 1 feature rows.
+            rows = utc_nanoseconds(table["timestamp"])[-self.risk_lookback - 1:]
+            positions = np.searchsorted(utc_nanoseconds(bars["timestamp"]), rows)
+            close = bars["close"].to_numpy()[positions]
+            memory: dict[str, Any] = {"risk_state": state}
+            context = {
+                "bar": len(bars) - 1,
+                "equity": account.equity,
+                "peak_equity": account.equity / (1.0 - account.drawdown),
+                "drawdown": account.drawdown,
+                "position": account.position,
+                "returns": np.log(close[1:] / close[:-1]),
+                "sigma": float(rolling_sigma(bars["close"].to_numpy())[-1]),
+                "confidence": float(preds[self._conf_col]) if self._conf_col >= 0 else math.nan,
+                "expected_return": float(preds[self._er_col]) if self._er_col >= 0 else math.nan,
+                "state": memory,
+            }
+            target = float(self.risk_fn(requested, context))
+            if math.isnan(target):
+                raise RuntimeError(f"symbol {symbol}: the risk layer returned NaN")
+            target = max(-1.0, min(target, 1.0))
+            state, binding = memory["risk_state"], memory["binding"]
+
+        row = {
+            "symbol": symbol,
+            "timestamp": stamp,
+            "target": target,
+            "requested_target": requested,
+            "risk_binding": ",".join(binding),
+            **{c: float(predicted[c]) for c in PREDICTION_COLUMNS},
+            "risk_peak_equity": float(state.peak_equity),
+            "risk_breaker_active": bool(state.breaker_active),
+            "risk_bars_since_trip": int(state.bars_since_trip),
+        }
+        return row, obs
