@@ -38,6 +38,9 @@ bench: setup
 	PATH=$(BIN):$$PATH python benchmarks/bench_cnn_lstm.py
 	PATH=$(BIN):$$PATH python benchmarks/bench_env.py
 	PATH=$(BIN):$$PATH python benchmarks/bench_risk.py
+	PATH=$(BIN):$$PATH python benchmarks/bench_portfolio_env.py
+	PATH=$(BIN):$$PATH python benchmarks/bench_backtest.py
+	PATH=$(BIN):$$PATH python benchmarks/bench_sb3_training.py
 
 lint: setup
 	$(BIN)/ruff check tradingrl tasks tests benchmarks
@@ -47,4 +50,6 @@ ui: setup
 	    --default-artifact-root $(CURDIR)/mlartifacts
 
 clean:
-	rm -rf data/raw data/validated data/quarantine data/features reports/*.json reports/data_docs
+	rm -rf data/raw data/validated data/quarantine data/features data/predictions models \
+	    reports/*.json reports/*.html reports/data_docs reports/model_plots reports/plots \
+	    reports/evaluation

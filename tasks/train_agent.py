@@ -136,8 +136,13 @@ def main(
     with mlflow.start_run(run_name="train_agent", tags=tags) as run:
         mlflow.log_params(_flat({"train_agent": params}))
         mlflow.log_dict({k: v.isoformat() for k, v in spans.items()}, "spans.json")
-        results = train_seeds(train_markets, val_markets, settings, out_dir=runs_dir,
-                              env_kwargs=env_kwargs)
+        from tradingrl.agents.curves import mlflow_logger
+        from tradingrl.tracking import tracking_uri
+
+        results = train_seeds(
+            train_markets, val_markets, settings, out_dir=runs_dir, env_kwargs=env_kwargs,
+            logger_for_seed=lambda seed: mlflow_logger(
+                run.info.run_id, prefix=f"seed{seed}/", tracking_uri=tracking_uri(repo_root)))
         per_seed = []
         for agent in results.agents:
             curve = runs_dir / f"seed_{agent.seed}" / "evaluations.npz"

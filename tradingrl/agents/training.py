@@ -247,6 +247,7 @@ def train_agent(
     out_dir: str | Path,
     env_kwargs: Mapping[str, Any] | None = None,
     callbacks: Sequence[Any] = (),
+    sb3_logger: Any = None,
 ) -> TrainedAgent:
     """Train (or resume) one agent and keep the best model on validation.
 
@@ -261,7 +262,8 @@ def train_agent(
     continues from the latest checkpoint (see the module docstring). After
     ``learn`` the final model is validated once more and kept as the best model
     if it beats every earlier validation, so a best model always exists.
-    ``callbacks``: further SB3 callbacks.
+    ``callbacks``: further SB3 callbacks. ``sb3_logger``: an SB3 ``Logger``
+    for the training log (e.g. :func:`tradingrl.agents.curves.mlflow_logger`).
     """
     from stable_baselines3.common.callbacks import (
         CallbackList,
@@ -300,6 +302,8 @@ def train_agent(
                 policy_kwargs=dict(settings.policy_kwargs) or None, seed=seed,
                 device=settings.device, verbose=0, **dict(settings.algorithm_kwargs))
 
+        if sb3_logger is not None:
+            model.set_logger(sb3_logger)
         per_env = settings.n_envs
         stopper = (None if settings.patience is None else StopTrainingOnNoModelImprovement(
             max_no_improvement_evals=settings.patience, min_evals=settings.min_evals, verbose=0))
@@ -431,12 +435,15 @@ def train_seeds(
     out_dir: str | Path,
     env_kwargs: Mapping[str, Any] | None = None,
     callbacks: Sequence[Any] = (),
+    logger_for_seed: Any = None,
 ) -> SeedResults:
-    """:func:`train_agent` for each of ``settings.seeds``, each in ``<out_dir>/seed_<s>``."""
+    """:func:`train_agent` for each of ``settings.seeds``, each in
+    ``<out_dir>/seed_<s>``; ``logger_for_seed(seed)`` gives its SB3 logger."""
     agents = tuple(
         train_agent(train_market, val_market, settings, seed=seed,
                     out_dir=Path(out_dir) / f"seed_{seed}", env_kwargs=env_kwargs,
-                    callbacks=callbacks)
+                    callbacks=callbacks,
+                    sb3_logger=None if logger_for_seed is None else logger_for_seed(seed))
         for seed in settings.seeds)
     values = np.array([a.best_val_mean_reward for a in agents])
     return SeedResults(agents=agents, val_mean=float(values.mean()),
