@@ -90,7 +90,9 @@ def main(params: dict[str, Any] | None = None, agent_params: dict[str, Any] | No
     trials = trial_count(agent_params, model_report)
 
     runs_root = repo_root / "models" / "evaluation_runs"
-    fingerprint = _fingerprint({"evaluate": params, "train_agent": agent_params},
+    # Only what the folds' agents depend on: report options do not retrain them.
+    fingerprint = _fingerprint({"train_agent": agent_params,
+                                "embargo": walk_forward.get("embargo_timestamps", 0)},
                                file_md5(predictions_dir / "oof.parquet"))
     stamp = runs_root / "fingerprint"
     if runs_root.exists() and (not stamp.is_file() or stamp.read_text() != fingerprint):
@@ -131,6 +133,22 @@ def main(params: dict[str, Any] | None = None, agent_params: dict[str, Any] | No
     except ValueError as error:  # zero variance: the policy never moved its book
         dsr = {"dsr": None, "undefined": str(error), "n_trials": trials["n_trials"]}
 
+    pbo: dict[str, Any]
+    if n_seeds >= 2:
+        from tradingrl.evaluation.pbo import probability_of_backtest_overfitting
+
+        splits = int(params["pbo_splits"])
+        try:
+            found = probability_of_backtest_overfitting(
+                np.column_stack([b.log_return for b in seed_books]), n_splits=splits)
+            pbo = {"pbo": found["pbo"], "prob_oos_loss": found["prob_oos_loss"],
+                   "n_combinations": found["n_combinations"], "n_splits": splits,
+                   "trials": "the RL seeds, each traded through every fold"}
+        except ValueError as error:  # too few bars for the blocks, or a constant trial
+            pbo = {"pbo": None, "undefined": str(error)}
+    else:
+        pbo = {"pbo": None, "undefined": "one seed: no choice to overfit"}
+
     def per_fold(name: str | None = None) -> list[dict[str, Any]]:
         rows = []
         for r in results:
@@ -145,6 +163,7 @@ def main(params: dict[str, Any] | None = None, agent_params: dict[str, Any] | No
             "overall": summarise(policy, bars_per_year=bars_per_year),
             "per_fold": per_fold(),
             "dsr": dsr,
+            "pbo": pbo,
             "chosen_seeds": [r["chosen_seed"] for r in results],
             "seeds": {
                 "sharpe_per_seed": [s["sharpe"] for s in seed_stats],
@@ -165,7 +184,9 @@ def main(params: dict[str, Any] | None = None, agent_params: dict[str, Any] | No
                    "total_timesteps": settings.total_timesteps,
                    "folds_evaluated": len(results), "symbols": results[0]["symbols"],
                    "costs": agent_params["costs"],
-                   "risk_layer": bool(agent_params["risk"]["enabled"])},
+                   "risk_layer": bool(agent_params["risk"]["enabled"]),
+                   "bars_per_year": bars_per_year,
+                   "rolling_sharpe_window": int(params["rolling_sharpe_window"])},
     })
     best_baseline = max(
         (n for n in names if evaluation["baselines"][n]["overall"]["sharpe"] is not None),
@@ -185,7 +206,9 @@ def main(params: dict[str, Any] | None = None, agent_params: dict[str, Any] | No
 
     from tradingrl.evaluation.report import write_evaluation_report
 
-    write_evaluation_report(evaluation, curves, reports / "evaluation.html")
+    write_evaluation_report(evaluation, curves, reports / "evaluation.html",
+                            rolling_window=int(params["rolling_sharpe_window"]),
+                            bars_per_year=bars_per_year)
 
     tags = provenance_tags(repo_root, "data/predictions")
     use_experiment(repo_root, params["experiment"])

@@ -117,8 +117,11 @@ def main(params: dict[str, Any] | None = None, features_params: dict[str, Any] |
         from tradingrl.evaluation.report import write_evaluation_report
 
         curves = pd.read_parquet(reports / "evaluation" / "curves.parquet")
+        config = evaluation.get("config", {})
         write_evaluation_report({**evaluation, "promotion": record}, curves,
-                                reports / "promotion.html")
+                                reports / "promotion.html",
+                                rolling_window=int(config.get("rolling_sharpe_window", 63)),
+                                bars_per_year=int(config.get("bars_per_year", 252)))
         mlflow.log_artifact(str(reports / "promotion.html"))
 
     print(f"promote: {REGISTERED_MODEL} v{version} {record['decision']}"
