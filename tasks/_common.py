@@ -39,6 +39,39 @@ def file_md5(path: Path) -> str:
     return digest.hexdigest()
 
 
+def fingerprint(params: Any, data_hash: str) -> str:
+    """A short hash of the params and input data a piece of resumable work used."""
+    import hashlib
+
+    payload = json.dumps({"params": params, "data": data_hash}, sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def prepare_resumable(directory: Path, stamp_value: str) -> None:
+    """Keep ``directory`` (checkpoints, finished folds) only when its
+    ``fingerprint`` file says it belongs to the same params and data; otherwise
+    empty it. Then stamp it with ``stamp_value``."""
+    import shutil
+
+    stamp = directory / "fingerprint"
+    if directory.exists() and (not stamp.is_file() or stamp.read_text() != stamp_value):
+        shutil.rmtree(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(stamp_value)
+
+
+def flat_params(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested params as MLflow's flat ``a.b.c`` keys."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flat_params(value, f"{name}."))
+        else:
+            out[name] = value
+    return out
+
+
 def run_stage(main: Callable[[], None]) -> None:
     """Run a stage's main(); a data error ends it with one line and exit 1."""
     from tradingrl.data.errors import DataError

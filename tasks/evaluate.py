@@ -21,16 +21,23 @@ models/evaluation_runs/fold-<k> (resumable, like train_agent).
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from tasks._common import REPO_ROOT, file_md5, load_params, run_stage, write_json
+from tasks._common import (
+    REPO_ROOT,
+    file_md5,
+    fingerprint,
+    flat_params,
+    load_params,
+    prepare_resumable,
+    run_stage,
+    write_json,
+)
 from tasks.train_agent import env_kwargs_from_params, settings_from_params
-from tasks.train_model import _fingerprint, _flat
 
 
 def trial_count(agent_params: dict[str, Any], model_report: dict[str, Any]) -> dict[str, int]:
@@ -91,14 +98,10 @@ def main(params: dict[str, Any] | None = None, agent_params: dict[str, Any] | No
 
     runs_root = repo_root / "models" / "evaluation_runs"
     # Only what the folds' agents depend on: report options do not retrain them.
-    fingerprint = _fingerprint({"train_agent": agent_params,
+    run_key = fingerprint({"train_agent": agent_params,
                                 "embargo": walk_forward.get("embargo_timestamps", 0)},
                                file_md5(predictions_dir / "oof.parquet"))
-    stamp = runs_root / "fingerprint"
-    if runs_root.exists() and (not stamp.is_file() or stamp.read_text() != fingerprint):
-        shutil.rmtree(runs_root)
-    runs_root.mkdir(parents=True, exist_ok=True)
-    stamp.write_text(fingerprint)
+    prepare_resumable(runs_root, run_key)
 
     baseline_settings = BaselineSettings(**params["baselines"])
     results = []
@@ -213,7 +216,7 @@ def main(params: dict[str, Any] | None = None, agent_params: dict[str, Any] | No
     tags = provenance_tags(repo_root, "data/predictions")
     use_experiment(repo_root, params["experiment"])
     with mlflow.start_run(run_name="evaluate", tags=tags) as run:
-        mlflow.log_params(_flat({"evaluate": params}))
+        mlflow.log_params(flat_params({"evaluate": params}))
         flat = {f"policy.{k}": v for k, v in evaluation["policy"]["overall"].items()
                 if isinstance(v, int | float)}
         flat.update({f"baseline.{n}.sharpe": b["overall"]["sharpe"]

@@ -17,14 +17,21 @@ the params and data, and is not refitted.
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from tasks._common import REPO_ROOT, file_md5, load_params, run_stage, write_json
-from tasks.train_model import _fingerprint, settings_from_params
+from tasks._common import (
+    REPO_ROOT,
+    file_md5,
+    fingerprint,
+    load_params,
+    prepare_resumable,
+    run_stage,
+    write_json,
+)
+from tasks.train_model import settings_from_params
 from tradingrl.evaluation.walk_forward import walk_forward_folds
 
 FEATURES = REPO_ROOT / "data" / "features"
@@ -65,16 +72,13 @@ def main(
     folds = folds_from_params(frame["timestamp"], params)
     data_hash = file_md5(features_dir / "features.parquet")
     used = {k: train_params[k] for k in TRAIN_KEYS}
-    fingerprint = _fingerprint({"walk_forward": params, "train_model": used}, data_hash)
+    run_key = fingerprint({"walk_forward": params, "train_model": used}, data_hash)
 
     parts, infos = [], []
     for fold in folds:
         fold_dir = checkpoint_root / f"fold-{fold.index}"
-        stamp, done = fold_dir / "fingerprint", fold_dir / "predictions.parquet"
-        if fold_dir.exists() and (not stamp.is_file() or stamp.read_text() != fingerprint):
-            shutil.rmtree(fold_dir)
-        fold_dir.mkdir(parents=True, exist_ok=True)
-        stamp.write_text(fingerprint)
+        done = fold_dir / "predictions.parquet"
+        prepare_resumable(fold_dir, run_key)
         if done.is_file() and (fold_dir / "info.json").is_file():
             predictions = pd.read_parquet(done)
             info = {**json.loads((fold_dir / "info.json").read_text()), "resumed": True}

@@ -27,8 +27,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tasks._common import REPO_ROOT, file_md5, load_params, run_stage, write_json
-from tasks.train_model import _fingerprint, _flat
+from tasks._common import (
+    REPO_ROOT,
+    file_md5,
+    fingerprint,
+    flat_params,
+    load_params,
+    prepare_resumable,
+    run_stage,
+    write_json,
+)
 
 REGISTERED_MODEL = "rl-agent"
 
@@ -77,14 +85,6 @@ def env_kwargs_from_params(params: dict[str, Any], kind: str) -> dict[str, Any]:
     return kwargs
 
 
-def _prepare(directory: Path, fingerprint: str) -> None:
-    stamp = directory / "fingerprint"
-    if directory.exists() and (not stamp.is_file() or stamp.read_text() != fingerprint):
-        shutil.rmtree(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    stamp.write_text(fingerprint)
-
-
 def main(
     params: dict[str, Any] | None = None,
     repo_root: Path = REPO_ROOT,
@@ -128,13 +128,13 @@ def main(
     val_markets = span_markets(table, scaler, prediction_names, start=spans["val_start"],
                                end=spans["val_end"], lookback=window)
 
-    fingerprint = _fingerprint(params, file_md5(oof_path) + file_md5(
+    run_key = fingerprint(params, file_md5(oof_path) + file_md5(
         features_dir / "features.parquet"))
-    _prepare(runs_dir, fingerprint)
+    prepare_resumable(runs_dir, run_key)
     tags = provenance_tags(repo_root, "data/predictions")
     experiment_id = use_experiment(repo_root, params["experiment"])
     with mlflow.start_run(run_name="train_agent", tags=tags) as run:
-        mlflow.log_params(_flat({"train_agent": params}))
+        mlflow.log_params(flat_params({"train_agent": params}))
         mlflow.log_dict({k: v.isoformat() for k, v in spans.items()}, "spans.json")
         from tradingrl.agents.curves import mlflow_logger
         from tradingrl.tracking import tracking_uri

@@ -8,16 +8,22 @@ reruns with the same params and data (a fingerprint file says which).
 
 from __future__ import annotations
 
-import hashlib
 import json
-import shutil
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from tasks._common import REPO_ROOT, load_params, run_stage, write_json
+from tasks._common import (
+    REPO_ROOT,
+    fingerprint,
+    flat_params,
+    load_params,
+    prepare_resumable,
+    run_stage,
+    write_json,
+)
 from tradingrl.models.train import (
     TrainSettings,
     build_datamodule,
@@ -49,20 +55,6 @@ def settings_from_params(params: dict[str, Any]) -> TrainSettings:
     )
 
 
-def _fingerprint(params: dict[str, Any], data_hash: str) -> str:
-    payload = json.dumps({"params": params, "data": data_hash}, sort_keys=True, default=str)
-    return hashlib.sha256(payload.encode()).hexdigest()[:16]
-
-
-def _prepare_checkpoints(directory: Path, fingerprint: str) -> None:
-    """Keep checkpoints only when they belong to the same params and data."""
-    stamp = directory / "fingerprint"
-    if directory.exists() and (not stamp.is_file() or stamp.read_text() != fingerprint):
-        shutil.rmtree(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    stamp.write_text(fingerprint)
-
-
 def main(
     params: dict[str, Any] | None = None,
     features_dir: Path = FEATURES,
@@ -84,10 +76,10 @@ def main(
     del frame
 
     tags = provenance_tags(repo_root, "data/features")
-    fingerprint = _fingerprint(params, tags["data_dvc_md5"])
+    run_key = fingerprint(params, tags["data_dvc_md5"])
     experiment_id = use_experiment(repo_root, params["experiment"])
     with mlflow.start_run(run_name="train_model", tags=tags) as run:
-        mlflow.log_params(_flat({"train_model": params}))
+        mlflow.log_params(flat_params({"train_model": params}))
         mlflow.log_dict(datamodule.split_info, "split_info.json")
 
         search = params["search"]
@@ -101,7 +93,7 @@ def main(
                 datamodule, settings,
                 n_trials=search["n_trials"],
                 storage=f"sqlite:///{workspace_root(repo_root) / 'optuna.db'}",
-                study_name=f"cnn-lstm-{fingerprint}",
+                study_name=f"cnn-lstm-{run_key}",
                 timeout_s=search["timeout_s"],
                 max_epochs=search["max_epochs"],
                 on_trial=log_trial,
@@ -118,7 +110,7 @@ def main(
         models, val_losses = [], []
         for member in range(settings.ensemble_size):
             checkpoint_dir = checkpoint_root / f"member-{member}"
-            _prepare_checkpoints(checkpoint_dir, fingerprint)
+            prepare_resumable(checkpoint_dir, run_key)
             logger = MLFlowLogger(
                 tracking_uri=tracking_uri(repo_root), run_id=run.info.run_id,
                 prefix=f"member{member}" if settings.ensemble_size > 1 else "",
@@ -205,17 +197,6 @@ def _register(model, datamodule, run_id: str, tags: dict[str, str]) -> str:
 
     example = datamodule.val_dataset[0][0].numpy()[None, ...].astype(np.float32)
     return log_and_register(model, example, name=REGISTERED_MODEL, tags={**tags, "run_id": run_id})
-
-
-def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            out.update(_flat(value, f"{name}."))
-        else:
-            out[name] = value
-    return out
 
 
 if __name__ == "__main__":
