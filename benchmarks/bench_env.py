@@ -37,8 +37,9 @@ REPEATS = 3
 N_ACTION_ARRAYS = 4096  # cycled; (1,)-shaped float32 arrays made once
 
 
-def random_actions(seed: int = 0) -> list[np.ndarray]:
-    draws = np.random.default_rng(seed).uniform(-1.0, 1.0, (N_ACTION_ARRAYS, 1))
+def random_actions(seed: int = 0, n_actions: int = 1) -> list[np.ndarray]:
+    """``N_ACTION_ARRAYS`` uniform float32 actions of shape (n_actions,)."""
+    draws = np.random.default_rng(seed).uniform(-1.0, 1.0, (N_ACTION_ARRAYS, n_actions))
     return list(draws.astype(np.float32))
 
 

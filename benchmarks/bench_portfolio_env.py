@@ -29,39 +29,18 @@ import argparse
 import cProfile
 import os
 import pstats
-import time
 
 import gymnasium as gym
-import numpy as np
+from bench_env import random_actions, run  # the same timed loop as the single-asset figure
 
 from tradingrl.envs import make_synthetic_env, make_synthetic_portfolio_env
 
 REPEATS = 3
 WARMUP_STEPS = 2_000
-N_ACTION_ARRAYS = 4096  # cycled; float32 action arrays made once
-
-
-def random_actions(n_actions: int, seed: int = 0) -> list[np.ndarray]:
-    draws = np.random.default_rng(seed).uniform(-1.0, 1.0, (N_ACTION_ARRAYS, n_actions))
-    return list(draws.astype(np.float32))
-
-
-def run(env: gym.Env, actions: list[np.ndarray], steps: int) -> float:
-    """Seconds for ``steps`` steps (resets included)."""
-    env.reset(seed=0)
-    step = env.step
-    reset = env.reset
-    mask = N_ACTION_ARRAYS - 1
-    start = time.perf_counter()
-    for i in range(steps):
-        _, _, terminated, truncated, _ = step(actions[i & mask])
-        if terminated or truncated:
-            reset()
-    return time.perf_counter() - start
 
 
 def best_rate(env: gym.Env, steps: int) -> float:
-    actions = random_actions(env.action_space.shape[0])
+    actions = random_actions(n_actions=env.action_space.shape[0])
     run(env, actions, WARMUP_STEPS)
     return steps / min(run(env, actions, steps) for _ in range(REPEATS))
 
@@ -98,7 +77,7 @@ def main() -> None:
 
     if args.profile:
         env = make_synthetic_portfolio_env(n_symbols=max(args.symbols))
-        actions = random_actions(env.n_actions)
+        actions = random_actions(n_actions=env.n_actions)
         profiler = cProfile.Profile()
         profiler.enable()
         run(env, actions, args.steps)
