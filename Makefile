@@ -41,6 +41,7 @@ bench: setup
 	PATH=$(BIN):$$PATH python benchmarks/bench_portfolio_env.py
 	PATH=$(BIN):$$PATH python benchmarks/bench_backtest.py
 	PATH=$(BIN):$$PATH python benchmarks/bench_sb3_training.py
+	PATH=$(BIN):$$PATH python benchmarks/bench_policy_latency.py  # needs `make run` first
 
 lint: setup
 	$(BIN)/ruff check tradingrl tasks tests benchmarks

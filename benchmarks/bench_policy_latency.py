@@ -4,7 +4,7 @@ serve``), for 1 symbol and for 8 symbols, on the minimum history window.
 
     python benchmarks/bench_policy_latency.py [--bundle models/trading_policy]
         [--data data/validated/ohlcv.parquet | --data synthetic] [--symbols 1 8]
-        [--calls 200] [--warmup 10] [--no-http] [--port 0]
+        [--calls 200] [--warmup 5] [--no-http] [--port 0]
 
 Goals (issue 5): in process, p99 under 10 ms on CPU (the design documents
 target under 100 ms); over HTTP, p99 under 50 ms.
@@ -15,18 +15,22 @@ after ``make run``); the script does not build one. Each call decides on a
 different window: window k holds, per symbol, the ``min_history_bars``
 (manifest) bars ending k bars before the last bar of ``--data`` (the
 validated OHLCV of the pipeline by default; ``synthetic`` generates
-params.yaml's default synthetic market in process), so every decision is a
-real one at its last bar t with bars <= t only, flat accounts. ``--warmup``
-calls (numba JIT, torch allocator) run before the ``--calls`` timed ones.
-Times are wall clock (``time.perf_counter``) in milliseconds; percentiles are
-numpy's linear interpolation over the timed calls (with 200 calls, p99 lies
-between the 2nd and 3rd slowest). torch runs with 1 intra-op thread, in
-process (``torch.set_num_threads(1)``) and in the server (model_config
-``torch_threads`` 1 through ``MLFLOW_PYFUNC_INFERENCE_CONFIG``).
+params.yaml's synthetic market, 8 symbols x 2520 bars, seed 7, in process;
+more symbols if ``--symbols`` asks for more), so every decision is a
+real one at its last bar t with bars <= t only, for a flat account.
+``--warmup`` calls (numba JIT, torch allocator) run before the ``--calls``
+timed ones. Times are wall clock (``time.perf_counter``) in milliseconds;
+percentiles are numpy's linear interpolation over the timed calls (with 200
+calls, p99 lies between the 2nd and 3rd slowest). torch runs with 1
+intra-op thread, in process (``torch.set_num_threads(1)``) and in the server
+(model_config ``torch_threads`` 1 through ``MLFLOW_PYFUNC_INFERENCE_CONFIG``).
+Next to the wall times, the mean CPU time per call (this process's, or the
+server's process group's from /proc): well below the wall time means the
+call waited for a core.
 
 In process: the timed calls also give the breakdown. The functions the
-policy calls are wrapped, for the duration of the run only, with timers that
-add about a microsecond per wrapped call: ``prepare_ohlcv`` (input checks),
+policy calls are wrapped, for the duration of the run only, with timers
+(~0.3 us per wrapped call): ``prepare_ohlcv`` (input checks),
 ``build_feature_table`` (and within it ``compute_features``, the indicators),
 the trend model's ``predict`` (within it ``window_dataset_from_frame``,
 scaling the window, and ``predict_dataset``, the MC-dropout forward passes),
@@ -39,14 +43,21 @@ not, so a changed code path cannot silently move time into "other".
 Over HTTP: the bundle is logged with :func:`~tradingrl.registry.log_trading_policy`
 to a temporary SQLite MLflow store, given the alias ``champion``, and served
 with ``mlflow models serve -m models:/trading-policy@champion --env-manager
-local -w 1`` on 127.0.0.1 (a subprocess with the venv's bin first on PATH
-and ``MLFLOW_TRACKING_URI`` set). Once ``/ping`` answers, the first window's
-answer is checked against the in-process decision, then the timed requests
-are POST ``/invocations`` with the window as ``dataframe_split`` JSON over
-one keep-alive ``requests.Session``; a request's time runs from sending the
-(pre-serialised) body to the parsed JSON answer. ``/ping`` round trips give
-the bare HTTP cost. The server's process group is ended with SIGTERM
-(SIGKILL after 20 s) whatever happens, and the store is deleted.
+local -w 1`` on 127.0.0.1 (a subprocess in its own process group, with the
+venv's bin first on PATH and ``MLFLOW_TRACKING_URI`` set). Once ``/ping``
+answers, the first window's answer is checked against the in-process
+decision, then the timed requests are POST ``/invocations`` with the window
+as ``dataframe_split`` JSON over one keep-alive ``requests.Session``; a
+request's time runs from sending the (pre-serialised) body to the parsed
+JSON answer. ``/ping`` round trips give the bare HTTP cost. Breakdown: each
+of the first 30 timed requests is followed by the same body through MLflow's
+own request handler (``scoring_server.invocations``) in this process, with
+the pyfunc's ``predict`` and the policy's ``decide`` timed inside it; paired
+differences (not differences between separate runs, which move with the
+machine's load) split a request into decide, MLflow's schema check, JSON
+to and from DataFrames, and HTTP (uvicorn, FastAPI, transport, client). The
+server's process group is ended with SIGTERM (SIGKILL after 20 s) whatever
+happens, and the store is deleted.
 
 The client, the server and anything else running share this machine's
 cores: the load average is printed next to each table.
@@ -68,7 +79,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 from unittest import mock
 
 import numpy as np
@@ -82,7 +93,7 @@ SERVER_STOP_TIMEOUT_S = 20.0
 MODEL_NAME = "trading-policy"
 ALIAS = "champion"
 PING_CALLS = 50
-REPLAY_CALLS = 50  # requests replayed through the handler in process
+REPLAY_CALLS = 30  # timed requests also replayed through MLflow's handler in process
 
 
 # ------------------------------------------------------------------ statistics
@@ -129,8 +140,8 @@ def load_bars(data: str, n_symbols: int, bars_needed: int) -> pd.DataFrame:
     if data == "synthetic":
         from tradingrl.data.synthetic import SyntheticMarketConfig, generate_market
 
-        raw = generate_market(SyntheticMarketConfig(n_symbols=n_symbols,
-                                                    n_bars=max(bars_needed, 400)))
+        # The config's defaults are params.yaml's ingest.synthetic market.
+        raw = generate_market(SyntheticMarketConfig(n_symbols=max(n_symbols, 8)))
     else:
         path = Path(data)
         if not path.is_file():
@@ -315,11 +326,14 @@ def free_port(port: int) -> int:
 def register_champion(bundle: Path, example: pd.DataFrame, root: Path) -> str:
     """Log ``bundle`` to a new SQLite store under ``root`` as trading-policy
     v1 with alias champion; returns the tracking URI."""
+    import logging
+
     import mlflow
     from mlflow import MlflowClient
 
     from tradingrl.registry import log_trading_policy
 
+    logging.getLogger("mlflow").setLevel(logging.WARNING)  # no store-creation INFO lines
     uri = f"sqlite:///{root / 'mlflow.db'}"
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
@@ -348,6 +362,11 @@ def served_model(model_uri: str, tracking_uri: str, port: int, log_path: Path
            # As from an activated venv: the server execs uvicorn from PATH.
            "PATH": f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}"}
     base = f"http://127.0.0.1:{port}"
+
+    def stop_on_sigterm(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)  # unwinds through the finally below
+
+    previous = signal.signal(signal.SIGTERM, stop_on_sigterm)
     with open(log_path, "w") as log:
         # Own process group: the CLI starts uvicorn as its child; both end together.
         server = subprocess.Popen(
@@ -372,7 +391,10 @@ def served_model(model_uri: str, tracking_uri: str, port: int, log_path: Path
                 time.sleep(0.25)
             yield base, server.pid
         finally:
-            stop_process_group(server)
+            try:
+                stop_process_group(server)
+            finally:
+                signal.signal(signal.SIGTERM, previous)
 
 
 def stop_process_group(server: subprocess.Popen) -> None:
@@ -436,42 +458,103 @@ def check_served(policy: Any, window: pd.DataFrame, answer: dict[str, Any]) -> N
                            ) from None
 
 
-def over_http(base: str, server_pgid: int, policy: Any, wins: list[pd.DataFrame], warmup: int
-              ) -> tuple[np.ndarray, float | None, float]:
-    """Per-request ms of POST /invocations over ``wins[warmup:]``, the
-    server's mean CPU ms per timed request (None without /proc) and this
-    process's (sending, receiving, parsing the answer)."""
+class HandlerReplay:
+    """MLflow's request handler (``scoring_server.invocations``, what the
+    server's /invocations runs in its worker thread) in this process, on the
+    model the server serves, with the time of its ``pyfunc predict`` and of
+    the policy's ``decide`` inside it. A context manager."""
+
+    PARTS = ("pyfunc_predict", "decide")
+
+    def __init__(self, model_uri: str) -> None:
+        import mlflow
+        from mlflow.pyfunc import scoring_server
+
+        self._invocations = scoring_server.invocations
+        self.model = mlflow.pyfunc.load_model(model_uri, model_config={"torch_threads": 1})
+        self.schema = self.model.metadata.get_input_schema()
+        self.timers = PartTimers()
+        self._patches = contextlib.ExitStack()
+        policy = self.model.unwrap_python_model().policy
+        for owner, attr, name in ((self.model, "predict", "pyfunc_predict"),
+                                  (policy, "decide", "decide")):
+            self._patches.enter_context(mock.patch.object(
+                owner, attr, self.timers.wrap(name, getattr(owner, attr))))
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._patches.close()
+
+    def __call__(self, body: bytes) -> dict[str, float]:
+        """ms of one request: "handler", and the parts within it."""
+        calls = {name: self.timers.calls[name] for name in self.PARTS}
+        self.timers.take()
+        start = time.perf_counter()
+        result = self._invocations(body, "application/json", self.model, self.schema)
+        elapsed = time.perf_counter() - start
+        if result.status != 200:
+            raise RuntimeError(f"MLflow's handler answered {result.status}: "
+                               f"{result.response[:500]}")
+        parts = self.timers.take()
+        for name in self.PARTS:
+            if self.timers.calls[name] != calls[name] + 1:
+                raise RuntimeError(f"{name} did not run once per request: MLflow's handler "
+                                   "changed; update this benchmark")
+        return {"handler": 1e3 * elapsed, **{name: 1e3 * parts[name] for name in self.PARTS}}
+
+
+def over_http(base: str, server_pgid: int, policy: Any, wins: list[pd.DataFrame], warmup: int,
+              replay: HandlerReplay, replay_calls: int) -> dict[str, Any]:
+    """POST /invocations over ``wins`` (the first ``warmup`` untimed). Returns
+    "wall": per-request ms; "server_cpu": the server's mean CPU ms per timed
+    request (None without /proc); "client_cpu": this process's (sending,
+    receiving, parsing the answer); "paired": for the first ``replay_calls``
+    timed requests, "http" ms and the ms of the same body through
+    ``replay`` right after it (:meth:`HandlerReplay.__call__`'s keys)."""
     import requests
 
     url = f"{base}/invocations"
     headers = {"Content-Type": "application/json"}
-    times = []
-    cpu_start, client_cpu = None, 0.0
+    wall: list[float] = []
+    paired: dict[str, list[float]] = defaultdict(list)
+    server_start, client_cpu = None, 0.0
     with requests.Session() as session:
         for i, window in enumerate(wins):
             body = request_body(window)
+            timed = i >= warmup
             if i == warmup:
-                cpu_start = group_cpu_seconds(server_pgid)
-            client_start = time.process_time()
+                server_start = group_cpu_seconds(server_pgid)
+            cpu_start = time.process_time()
             start = time.perf_counter()
             response = session.post(url, data=body, headers=headers, timeout=60)
             if response.status_code != 200:
                 raise RuntimeError(f"/invocations answered {response.status_code}: "
                                    f"{response.text[:500]}")
             answer = response.json()
-            elapsed = time.perf_counter() - start
-            if i >= warmup:
-                client_cpu += time.process_time() - client_start
+            elapsed = 1e3 * (time.perf_counter() - start)
+            if timed:
+                client_cpu += time.process_time() - cpu_start
+                wall.append(elapsed)
             if i == 0:
                 check_served(policy, window, answer)
-            if i >= warmup:
-                times.append(elapsed)
-    cpu_end = group_cpu_seconds(server_pgid)
-    cpu = None if cpu_start is None or cpu_end is None else 1e3 * (cpu_end - cpu_start) / len(times)
-    return np.asarray(times) * 1e3, cpu, 1e3 * client_cpu / len(times)
+            if i < warmup + replay_calls:  # the replay's own warm-up too
+                parts = replay(body)
+                if timed:
+                    paired["http"].append(elapsed)
+                    for name, ms in parts.items():
+                        paired[name].append(ms)
+    server_end = group_cpu_seconds(server_pgid)
+    server_cpu = (None if server_start is None or server_end is None
+                  else 1e3 * (server_end - server_start) / len(wall))
+    return {"wall": np.asarray(wall), "server_cpu": server_cpu,
+            "client_cpu": 1e3 * client_cpu / len(wall),
+            "paired": {name: np.asarray(ms) for name, ms in paired.items()}}
 
 
 def ping_round_trips(base: str, n: int) -> np.ndarray:
+    """ms of ``n`` GET /ping round trips (after 5 untimed)."""
     import requests
 
     times = []
@@ -483,67 +566,23 @@ def ping_round_trips(base: str, n: int) -> np.ndarray:
     return np.asarray(times[5:]) * 1e3
 
 
-def handler_breakdown(model_uri: str, wins: list[pd.DataFrame], warmup: int, calls: int
-                      ) -> dict[str, np.ndarray]:
-    """Per-request ms of MLflow's request handler run in this process
-    (``scoring_server.invocations``, what the server's /invocations runs in
-    its worker thread) on the model the server loaded, over the request
-    bodies of ``wins[warmup:warmup + calls]``, with the time of its
-    ``pyfunc predict`` and of the policy's ``decide`` inside it, and the CPU
-    ms of each request ("handler_cpu")."""
-    import mlflow
-    from mlflow.pyfunc import scoring_server
-
-    model = mlflow.pyfunc.load_model(model_uri, model_config={"torch_threads": 1})
-    policy = model.unwrap_python_model().policy
-    schema = model.metadata.get_input_schema()
-    timers = PartTimers()
-    rows: dict[str, list[float]] = defaultdict(list)
-    with (mock.patch.object(model, "predict", timers.wrap("pyfunc_predict", model.predict)),
-          mock.patch.object(policy, "decide", timers.wrap("decide", policy.decide))):
-        for i, window in enumerate(wins[:warmup + calls]):
-            body = request_body(window)
-            timers.take()
-            cpu_start = time.process_time()
-            start = time.perf_counter()
-            result = scoring_server.invocations(body, "application/json", model, schema)
-            elapsed = time.perf_counter() - start
-            cpu = time.process_time() - cpu_start
-            if result.status != 200:
-                raise RuntimeError(f"MLflow's handler answered {result.status}: "
-                                   f"{result.response[:500]}")
-            parts = timers.take()
-            if i >= warmup:
-                rows["handler"].append(elapsed)
-                rows["handler_cpu"].append(cpu)
-                for name in ("pyfunc_predict", "decide"):
-                    rows[name].append(parts[name])
-    for name in ("pyfunc_predict", "decide"):
-        if timers.calls[name] != warmup + calls:
-            raise RuntimeError(f"{name} ran {timers.calls[name]} times in {warmup + calls} "
-                               "requests: MLflow's handler changed; update this benchmark")
-    return {k: np.asarray(v) * 1e3 for k, v in rows.items()}
-
-
-def print_http_breakdown(n_symbols: int, parts: dict[str, np.ndarray], server_cpu: float | None,
-                         client_cpu: float) -> None:
-    calls = len(parts["handler"])
-    print(f"  where the time goes, {n_symbols} symbol(s): the first {calls} requests replayed in "
-          "this process through MLflow's handler (ms: mean / p50):")
+def print_http_breakdown(n_symbols: int, run: dict[str, Any]) -> None:
+    paired = run["paired"]
+    print(f"  where the time goes, {n_symbols} symbol(s): each of the first {len(paired['http'])} "
+          "timed requests, then its body through MLflow's handler in this process (paired; "
+          "ms mean / p50):")
     rows = (
-        ("decide (TradingPolicy)", parts["decide"]),
-        ("pyfunc predict - decide (schema, output)", parts["pyfunc_predict"] - parts["decide"]),
-        ("handler - pyfunc predict (JSON <-> frames)", parts["handler"] - parts["pyfunc_predict"]),
+        ("decide (TradingPolicy)", paired["decide"]),
+        ("pyfunc predict - decide (schema, output)", paired["pyfunc_predict"] - paired["decide"]),
+        ("handler - pyfunc predict (JSON <-> frames)",
+         paired["handler"] - paired["pyfunc_predict"]),
+        ("HTTP - handler (uvicorn, transport, client)", paired["http"] - paired["handler"]),
     )
     for label, ms in rows:
         print(f"    {label:<44s} {ms.mean():8.2f} {np.percentile(ms, 50):8.2f}")
-    # CPU, not wall time: on a shared machine the wall times of separate runs
-    # move with the load, the CPU a request costs much less.
-    handler_cpu = parts["handler_cpu"].mean()
-    print(f"    CPU ms per request: handler in process {handler_cpu:.2f}; server process "
-          + ("n/a (no /proc)" if server_cpu is None else
-             f"{server_cpu:.2f} (so uvicorn + FastAPI ~ {server_cpu - handler_cpu:.2f})")
-          + f"; client (requests, JSON) {client_cpu:.2f}")
+    server = "n/a (no /proc)" if run["server_cpu"] is None else f"{run['server_cpu']:.2f}"
+    print(f"    CPU ms per timed request: server process {server}, client (requests, JSON) "
+          f"{run['client_cpu']:.2f}")
 
 
 # ------------------------------------------------------------------ main
@@ -557,7 +596,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--symbols", type=int, nargs="+", default=[1, 8],
                         help="symbols per call, one run each (default: 1 8)")
     parser.add_argument("--calls", type=int, default=200, help="timed calls per run")
-    parser.add_argument("--warmup", type=int, default=10, help="untimed calls before them")
+    parser.add_argument("--warmup", type=int, default=5, help="untimed calls before them")
     parser.add_argument("--no-http", action="store_true", help="skip mlflow models serve")
     parser.add_argument("--port", type=int, default=0, help="server port (0: a free one)")
     args = parser.parse_args(argv)
@@ -611,9 +650,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     for n in symbol_counts:
         print_breakdown(n, local[n], breakdown[n])
 
-    http: dict[int, np.ndarray] = {}
-    server_cpu: dict[int, float | None] = {}
-    client_cpu: dict[int, float] = {}
+    runs: dict[int, dict[str, Any]] = {}
     if not args.no_http:
         port = free_port(args.port)
         with tempfile.TemporaryDirectory(prefix="bench_policy_latency_") as tmp:
@@ -623,17 +660,16 @@ def main(argv: Sequence[str] | None = None) -> None:
             logged = time.perf_counter() - start
             model_uri = f"models:/{MODEL_NAME}@{ALIAS}"
             start = time.perf_counter()
-            with served_model(model_uri, tracking_uri, port, root / "serve.log") as (base, pgid):
+            with (served_model(model_uri, tracking_uri, port, root / "serve.log")
+                  as (base, pgid)):
                 ready = time.perf_counter() - start
                 before = load_average()
                 ping = ping_round_trips(base, PING_CALLS)
-                for n in symbol_counts:
-                    http[n], server_cpu[n], client_cpu[n] = over_http(base, pgid, policy,
-                                                                     wins[n], args.warmup)
+                with HandlerReplay(model_uri) as replay:
+                    for n in symbol_counts:
+                        runs[n] = over_http(base, pgid, policy, wins[n], args.warmup, replay,
+                                            min(args.calls, REPLAY_CALLS))
                 after = load_average()
-            replay = min(args.calls, REPLAY_CALLS)
-            handler = {n: handler_breakdown(model_uri, wins[n], min(args.warmup, 3), replay)
-                       for n in symbol_counts}
         p = summary(ping)
         print(f"\nover HTTP, POST /invocations to `mlflow models serve -m {model_uri} "
               "--env-manager local -w 1`, ms per request")
@@ -642,15 +678,16 @@ def main(argv: Sequence[str] | None = None) -> None:
               f"{ready:.1f} s after start; answer checked equal to the in-process decision")
         print(f"  GET /ping round trip, {PING_CALLS} calls: p50 {p['p50']:.2f}, p99 "
               f"{p['p99']:.2f} ms")
-        print_table(http, server_cpu, "server")
+        print_table({n: r["wall"] for n, r in runs.items()},
+                    {n: r["server_cpu"] for n, r in runs.items()}, "server")
         for n in symbol_counts:
-            print_http_breakdown(n, handler[n], server_cpu[n], client_cpu[n])
+            print_http_breakdown(n, runs[n])
 
     print("\ngoals:")
     verdicts("in process", local, (("goal", IN_PROCESS_GOAL_MS),
                                    ("design target", DESIGN_TARGET_MS)))
-    if http:
-        verdicts("over HTTP", http, (("goal", HTTP_GOAL_MS),))
+    if runs:
+        verdicts("over HTTP", {n: r["wall"] for n, r in runs.items()}, (("goal", HTTP_GOAL_MS),))
     print(f"\ntotal run time {time.perf_counter() - started:.0f} s")
 
 
