@@ -63,27 +63,26 @@ columns enter; :class:`MarketArrays` refuses label-like names.
 Episode: from a start bar (fixed, or random with ``random_start``) until the
 span's last bar has been the fill bar (terminated, or truncated with
 ``end_of_data="truncate"``), equity <= 0 (terminated), or ``max_steps`` steps
-(truncated).
+(truncated). The span, reward, account and episode rules are the shared ones of
+:class:`tradingrl.envs.episode.TradingEpisode`.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import Any, ClassVar, Literal, TypedDict
+from typing import Any, Literal, TypedDict
 
 import gymnasium as gym
 import numpy as np
 
 from tradingrl.envs.arrays import MarketArrays
 from tradingrl.envs.costs import ExecutionCosts
+from tradingrl.envs.episode import TradingEpisode, clip_observation_inputs
 from tradingrl.envs.panel import stack_markets
-from tradingrl.envs.rewards import differential_sharpe, drawdown_increase_penalty
-from tradingrl.envs.single_asset import REWARD_MODES
 
 # The account entries after the N weights at the end of the observation.
 PORTFOLIO_ACCOUNT_STATE_NAMES: tuple[str, ...] = ("cash_fraction", "unrealised_pnl", "drawdown")
-_RUIN_FLOOR = 1e-12  # x initial cash: equity used in the log when an account is wiped out
 _RISK_TOLERANCE = 1e-9  # round-off a risk_fn's weights may exceed the env's limits by
 
 
@@ -169,7 +168,7 @@ def portfolio_risk_layer_hook(limits: Any, forecast_horizon_bars: int = 1) -> Po
     return hook
 
 
-class PortfolioTradingEnv(gym.Env):
+class PortfolioTradingEnv(TradingEpisode):
     """Trade N symbols with a target-weights action; see the module docstring.
 
     markets: the symbols' bars, all with the same timestamps (ValueError naming
@@ -191,8 +190,6 @@ class PortfolioTradingEnv(gym.Env):
         keep the environment's limits (ValueError otherwise, beyond 1e-9
         round-off): finite, in [-1, 1] (in [0, 1] long-only), gross <= L.
     """
-
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": []}
 
     def __init__(
         self,
@@ -223,22 +220,14 @@ class PortfolioTradingEnv(gym.Env):
         if not isinstance(markets, MarketArrays):  # stack_markets refuses a single one
             markets = tuple(markets)
         panel = stack_markets(markets)
-        if fill not in ("next_open", "next_close"):
-            raise ValueError(f"fill must be 'next_open' or 'next_close', got {fill!r}")
-        if reward_mode not in REWARD_MODES:
-            raise ValueError(f"reward_mode must be one of {REWARD_MODES}, got {reward_mode!r}")
-        if end_of_data not in ("terminate", "truncate"):
-            raise ValueError(f"end_of_data must be 'terminate' or 'truncate', got {end_of_data!r}")
-        if window < 1 or min_episode_steps < 1 or risk_lookback < 1:
-            raise ValueError("window, min_episode_steps and risk_lookback must be >= 1")
-        if not (initial_cash > 0 and math.isfinite(initial_cash)):
-            raise ValueError(f"initial_cash must be positive, got {initial_cash}")
-        if max_steps is not None and max_steps < 1:
-            raise ValueError(f"max_steps must be >= 1 or None, got {max_steps}")
-        if not 0.0 < dsr_eta < 1.0:
-            raise ValueError(f"dsr_eta must be in (0, 1), got {dsr_eta}")
-        if min_trade_fraction < 0 or risk_lambda < 0:
-            raise ValueError("min_trade_fraction and risk_lambda must be >= 0")
+        n_bars = panel.n_bars
+        self._init_episode(
+            n_bars=n_bars, first_sigma_bar=panel.first_sigma_bar, window=window,
+            initial_cash=initial_cash, costs=costs, fill=fill, reward_mode=reward_mode,
+            risk_lambda=risk_lambda, dsr_eta=dsr_eta, start_bar=start_bar, end_bar=end_bar,
+            max_steps=max_steps, random_start=random_start, min_episode_steps=min_episode_steps,
+            min_trade_fraction=min_trade_fraction, risk_lookback=risk_lookback,
+            end_of_data=end_of_data, copy_obs=copy_obs)
         if not (max_gross_leverage > 0 and math.isfinite(max_gross_leverage)):
             raise ValueError(f"max_gross_leverage must be finite and > 0, got {max_gross_leverage}")
         if not allow_short and max_gross_leverage > 1.0:
@@ -246,43 +235,13 @@ class PortfolioTradingEnv(gym.Env):
                              "(long-only weights plus cash sum to 1)")
         if risk_fn is not None and not callable(risk_fn):
             raise TypeError(f"risk_fn must be callable, got {type(risk_fn).__name__}")
-        n_bars = panel.n_bars
-        end_bar = n_bars if end_bar is None else end_bar
-        if not 0 <= start_bar < end_bar <= n_bars:
-            raise ValueError(f"need 0 <= start_bar < end_bar <= {n_bars}, got {start_bar}, "
-                             f"{end_bar}")
-
         self.panel = panel
         self.markets = tuple(markets)
         self.symbols = panel.symbols
         self.n_symbols = n = panel.n_symbols
         self.allow_short = bool(allow_short)
         self.max_gross_leverage = float(max_gross_leverage)
-        self.window = int(window)
-        self.initial_cash = float(initial_cash)
-        self.costs = ExecutionCosts() if costs is None else costs
-        self.fill = fill
-        self.reward_mode = reward_mode
-        self.risk_lambda = float(risk_lambda)
-        self.dsr_eta = float(dsr_eta)
-        self.max_steps = max_steps
-        self.random_start = random_start
-        self.min_episode_steps = int(min_episode_steps)
-        self.min_trade_fraction = float(min_trade_fraction)
         self.risk_fn = risk_fn
-        self.risk_lookback = int(risk_lookback)
-        self.end_of_data = end_of_data
-        self.copy_obs = copy_obs
-
-        # Decision bars t: first_bar <= t <= last_bar - 1; last_bar is the last fill bar.
-        self.first_bar = max(start_bar, self.window - 1, panel.first_sigma_bar)
-        self.last_bar = end_bar - 1
-        self.last_start_bar = self.last_bar - self.min_episode_steps
-        if self.last_start_bar < self.first_bar:
-            raise ValueError(
-                f"span [{start_bar}, {end_bar}) leaves no episode of {min_episode_steps} step(s) "
-                f"after the {window}-bar window and sigma warm-up (first decision bar "
-                f"{self.first_bar})")
 
         # (T, N) float64 arrays read in step(); rows are contiguous (N,) views.
         self._close = panel.close
@@ -291,19 +250,15 @@ class PortfolioTradingEnv(gym.Env):
         has_volume = volume > 0.0
         # Nothing fills on a bar without volume (and inf * 0 would be NaN); the
         # impact's q / V then divides 0 shares by 1.
-        self._cap = np.where(has_volume, self.costs.participation_limit * volume, 0.0)
+        self._cap = np.where(has_volume, self._participation * volume, 0.0)
         self._neg_cap = -self._cap
         self._impact_volume = np.where(has_volume, volume, 1.0)
         self._sigma = np.nan_to_num(panel.sigma, nan=0.0)
         self._log_returns = panel.log_returns
 
         n_feat, n_pred = len(panel.feature_names), len(panel.prediction_names)
-        features, predictions = panel.features, panel.predictions
-        if obs_clip is not None:
-            if not obs_clip > 0:
-                raise ValueError(f"obs_clip must be > 0 or None, got {obs_clip}")
-            features = np.clip(features, -obs_clip, obs_clip)
-            predictions = np.clip(predictions, -obs_clip, obs_clip)
+        features, predictions = clip_observation_inputs(
+            obs_clip, panel.features, panel.predictions)
         # (N, T * F): symbol i's window at t is one contiguous slice of row i.
         self._feat = np.ascontiguousarray(features, dtype=np.float32).reshape(n, -1)
         self._preds = np.ascontiguousarray(predictions, dtype=np.float32)  # (T, N, P)
@@ -312,21 +267,13 @@ class PortfolioTradingEnv(gym.Env):
         self._win_len = self.window * n_feat
         self._pred_start = n * self._win_len
         self._acct = self._pred_start + n * n_pred  # index of weight_0
-        self.obs_size = self._acct + n + len(PORTFOLIO_ACCOUNT_STATE_NAMES)
-        self._obs = np.zeros(self.obs_size, dtype=np.float32)
+        self._init_observation(self._acct + n + len(PORTFOLIO_ACCOUNT_STATE_NAMES), obs_clip)
         self._obs_windows = self._obs[:self._pred_start].reshape(n, self._win_len)
         self._obs_weights = self._obs[self._acct:self._acct + n]
-        self._bound = math.inf if obs_clip is None else float(obs_clip)
-        bound = np.float32(self._bound)
-        self.observation_space = gym.spaces.Box(-bound, bound, shape=(self.obs_size,),
-                                                dtype=np.float32)
         self.n_actions = n if self.allow_short else n + 1
         self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(self.n_actions,), dtype=np.float32)
         self._action_shape = (self.n_actions,)
 
-        self._commission_rate = self.costs.commission_bps * 1e-4
-        self._half_spread_rate = 0.5 * self.costs.spread_bps * 1e-4
-        self._impact_coef = self.costs.impact_coef
         names = panel.prediction_names
         nan_column = np.full((n_bars, n), np.nan)
         self._confidence = (self._preds[:, :, names.index("confidence")].astype(np.float64)
@@ -335,8 +282,6 @@ class PortfolioTradingEnv(gym.Env):
             self._preds[:, :, names.index("expected_return")].astype(np.float64)
             if "expected_return" in names else nan_column)
         self._zeros = np.zeros(n)
-        self._risk_state: dict[str, Any] = {}
-        self._done = True
         self._reset_account(self.first_bar)
 
     # ------------------------------------------------------------------ actions
@@ -410,27 +355,6 @@ class PortfolioTradingEnv(gym.Env):
         return w
 
     # ------------------------------------------------------------------ gym API
-    def reset(self, *, seed: int | None = None,
-              options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
-        """Start an episode. options: {"start_bar": int} forces the first decision bar."""
-        super().reset(seed=seed)
-        start = None if options is None else options.get("start_bar")
-        if start is not None:
-            start = int(start)
-            if not self.first_bar <= start <= self.last_start_bar:
-                raise ValueError(f"start_bar must be in [{self.first_bar}, "
-                                 f"{self.last_start_bar}], got {start}")
-        elif self.random_start:
-            start = int(self.np_random.integers(self.first_bar, self.last_start_bar + 1))
-        else:
-            start = self.first_bar
-        self._reset_account(start)
-        self._risk_state.clear()
-        self._write_obs(start)
-        info = {"bar": start, "equity": self._equity, "cash": self._cash,
-                "weights": np.zeros(self.n_symbols), "shares": np.zeros(self.n_symbols)}
-        return (self._obs.copy() if self.copy_obs else self._obs), info
-
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         if self._done:
             raise RuntimeError("the episode has ended; call reset()")
@@ -466,34 +390,8 @@ class PortfolioTradingEnv(gym.Env):
         shares = new_shares
 
         new_equity = cash + float(shares @ self._close[f])
-        ruined = new_equity <= 0.0
-        log_return = math.log((self._ruin if ruined else new_equity) / equity)
-        old_drawdown = self._drawdown
-        self._peak = max(self._peak, new_equity)
-        drawdown = 1.0 - new_equity / self._peak
-
-        mode = self.reward_mode
-        if mode == "none":
-            risk_term = 0.0
-        elif mode == "drawdown_penalty":
-            risk_term = drawdown_increase_penalty(old_drawdown, drawdown, self.risk_lambda)
-        else:
-            d, self._dsr_a, self._dsr_b = differential_sharpe(
-                log_return, self._dsr_a, self._dsr_b, self.dsr_eta)
-            risk_term = self.risk_lambda * d
-
-        self._t = f
-        self._cash = cash
-        self._shares = shares
-        self._equity = new_equity
-        self._drawdown = drawdown
-        self._steps += 1
-        at_end = f >= self.last_bar
-        terminated = ruined or (at_end and self.end_of_data == "terminate")
-        truncated = not terminated and (
-            (at_end and self.end_of_data == "truncate")
-            or (self.max_steps is not None and self._steps >= self.max_steps))
-        self._done = terminated or truncated
+        log_return, drawdown, risk_term, terminated, truncated = self._settle(
+            f, cash, shares, new_equity)
         weights = self._write_obs(f)
         info = {
             "bar": f,
@@ -520,18 +418,13 @@ class PortfolioTradingEnv(gym.Env):
 
     # ------------------------------------------------------------------ internals
     def _reset_account(self, start: int) -> None:
-        self._t = start
-        self._steps = 0
-        self._cash = self.initial_cash
+        super()._reset_account(start)
         self._shares = np.zeros(self.n_symbols)
         self._entry_price = np.zeros(self.n_symbols)
-        self._equity = self.initial_cash
-        self._peak = self.initial_cash
-        self._drawdown = 0.0
-        self._ruin = _RUIN_FLOOR * self.initial_cash
-        self._dsr_a = 0.0  # EMA of returns (Moody & Saffell's A)
-        self._dsr_b = 0.0  # EMA of squared returns (B)
-        self._done = False
+
+    def _reset_info(self, start: int) -> dict[str, Any]:
+        return {"bar": start, "equity": self._equity, "cash": self._cash,
+                "weights": np.zeros(self.n_symbols), "shares": np.zeros(self.n_symbols)}
 
     def _update_entry_prices(self, shares: np.ndarray, traded: np.ndarray,
                              new_shares: np.ndarray, price: np.ndarray) -> None:
@@ -609,20 +502,8 @@ class PortfolioTradingEnv(gym.Env):
         return names + list(PORTFOLIO_ACCOUNT_STATE_NAMES)
 
     @property
-    def bar(self) -> int:
-        """Index of the current decision bar (the last bar observed)."""
-        return self._t
-
-    @property
-    def equity(self) -> float:
-        return self._equity
-
-    @property
-    def cash(self) -> float:
-        return self._cash
-
-    @property
     def shares(self) -> np.ndarray:
+        """Shares held per symbol (N,), signed and fractional; a copy."""
         return self._shares.copy()
 
     @property

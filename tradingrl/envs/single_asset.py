@@ -38,27 +38,33 @@ when the environment is built), which are the space's bounds.
 Episode: from a start bar (fixed, or random with ``random_start``) until the
 last bar of the span has been the fill bar (terminated by default, see
 ``end_of_data``), equity <= 0 (terminated), or ``max_steps`` steps (truncated).
+The span, the reward's risk term, the account's peak and drawdown and these
+episode rules are shared with the portfolio environment:
+:class:`tradingrl.envs.episode.TradingEpisode`.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 import gymnasium as gym
 import numpy as np
 
 from tradingrl.envs.arrays import MarketArrays
 from tradingrl.envs.costs import ExecutionCosts
-from tradingrl.envs.rewards import differential_sharpe, drawdown_increase_penalty
+from tradingrl.envs.episode import (
+    _RUIN_FLOOR,  # noqa: F401  (re-exported: tradingrl.backtest imports it from here)
+    REWARD_MODES,  # noqa: F401  (re-exported: tradingrl.envs imports it from here)
+    TradingEpisode,
+    clip_observation_inputs,
+)
 from tradingrl.envs.risk_hook import RiskContext, RiskFn, no_risk_limit
 
 ACCOUNT_STATE_NAMES: tuple[str, ...] = ("position", "cash_fraction", "unrealised_pnl", "drawdown")
-REWARD_MODES = ("none", "drawdown_penalty", "differential_sharpe")
-_RUIN_FLOOR = 1e-12  # x initial cash: equity used in the log when an account is wiped out
 
 
-class SingleAssetTradingEnv(gym.Env):
+class SingleAssetTradingEnv(TradingEpisode):
     """Trade one symbol with a target-position action; see the module docstring.
 
     market: the symbol's bars, features and predictions.
@@ -86,8 +92,6 @@ class SingleAssetTradingEnv(gym.Env):
         which copy it).
     """
 
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": []}
-
     def __init__(
         self,
         market: MarketArrays,
@@ -114,53 +118,15 @@ class SingleAssetTradingEnv(gym.Env):
         super().__init__()
         if not isinstance(market, MarketArrays):
             raise TypeError(f"market must be MarketArrays, got {type(market).__name__}")
-        if fill not in ("next_open", "next_close"):
-            raise ValueError(f"fill must be 'next_open' or 'next_close', got {fill!r}")
-        if reward_mode not in REWARD_MODES:
-            raise ValueError(f"reward_mode must be one of {REWARD_MODES}, got {reward_mode!r}")
-        if end_of_data not in ("terminate", "truncate"):
-            raise ValueError(f"end_of_data must be 'terminate' or 'truncate', got {end_of_data!r}")
-        if window < 1 or min_episode_steps < 1 or risk_lookback < 1:
-            raise ValueError("window, min_episode_steps and risk_lookback must be >= 1")
-        if not (initial_cash > 0 and math.isfinite(initial_cash)):
-            raise ValueError(f"initial_cash must be positive, got {initial_cash}")
-        if max_steps is not None and max_steps < 1:
-            raise ValueError(f"max_steps must be >= 1 or None, got {max_steps}")
-        if not 0.0 < dsr_eta < 1.0:
-            raise ValueError(f"dsr_eta must be in (0, 1), got {dsr_eta}")
-        if min_trade_fraction < 0 or risk_lambda < 0:
-            raise ValueError("min_trade_fraction and risk_lambda must be >= 0")
-        n = len(market)
-        end_bar = n if end_bar is None else end_bar
-        if not 0 <= start_bar < end_bar <= n:
-            raise ValueError(f"need 0 <= start_bar < end_bar <= {n}, got {start_bar}, {end_bar}")
-
+        self._init_episode(
+            n_bars=len(market), first_sigma_bar=market.first_sigma_bar, window=window,
+            initial_cash=initial_cash, costs=costs, fill=fill, reward_mode=reward_mode,
+            risk_lambda=risk_lambda, dsr_eta=dsr_eta, start_bar=start_bar, end_bar=end_bar,
+            max_steps=max_steps, random_start=random_start, min_episode_steps=min_episode_steps,
+            min_trade_fraction=min_trade_fraction, risk_lookback=risk_lookback,
+            end_of_data=end_of_data, copy_obs=copy_obs)
         self.market = market
-        self.window = int(window)
-        self.initial_cash = float(initial_cash)
-        self.costs = ExecutionCosts() if costs is None else costs
-        self.fill = fill
-        self.reward_mode = reward_mode
-        self.risk_lambda = float(risk_lambda)
-        self.dsr_eta = float(dsr_eta)
-        self.max_steps = max_steps
-        self.random_start = random_start
-        self.min_episode_steps = int(min_episode_steps)
-        self.min_trade_fraction = float(min_trade_fraction)
         self.risk_fn = None if risk_fn is no_risk_limit else risk_fn
-        self.risk_lookback = int(risk_lookback)
-        self.end_of_data = end_of_data
-        self.copy_obs = copy_obs
-
-        # Decision bars t: first_bar <= t <= last_bar - 1; last_bar is the last fill bar.
-        self.first_bar = max(start_bar, self.window - 1, market.first_sigma_bar)
-        self.last_bar = end_bar - 1
-        self.last_start_bar = self.last_bar - self.min_episode_steps
-        if self.last_start_bar < self.first_bar:
-            raise ValueError(
-                f"span [{start_bar}, {end_bar}) leaves no episode of {min_episode_steps} step(s) "
-                f"after the {window}-bar window and sigma warm-up (first decision bar "
-                f"{self.first_bar})")
 
         # Per-bar scalars as Python lists: indexing them is several times faster than numpy.
         self._close = market.close.tolist()
@@ -168,58 +134,22 @@ class SingleAssetTradingEnv(gym.Env):
         self._volume = market.volume.tolist()
         self._sigma = np.nan_to_num(market.sigma, nan=0.0).tolist()
         n_feat, n_pred = market.n_features, market.n_predictions
-        features = market.features
-        predictions = market.predictions
-        if obs_clip is not None:
-            if not obs_clip > 0:
-                raise ValueError(f"obs_clip must be > 0 or None, got {obs_clip}")
-            features = np.clip(features, -obs_clip, obs_clip)
-            predictions = np.clip(predictions, -obs_clip, obs_clip)
+        features, predictions = clip_observation_inputs(
+            obs_clip, market.features, market.predictions)
         self._feat_flat = np.ascontiguousarray(features, dtype=np.float32).reshape(-1)
         self._preds = np.ascontiguousarray(predictions, dtype=np.float32)
         self._n_feat = n_feat
         self._win_len = self.window * n_feat
         self._acct = self._win_len + n_pred  # index of the first account-state entry
-        self.obs_size = self._acct + len(ACCOUNT_STATE_NAMES)
-        self._obs = np.zeros(self.obs_size, dtype=np.float32)
-        self._bound = math.inf if obs_clip is None else float(obs_clip)
-        bound = np.float32(self._bound)
-        self.observation_space = gym.spaces.Box(-bound, bound, shape=(self.obs_size,),
-                                                dtype=np.float32)
+        self._init_observation(self._acct + len(ACCOUNT_STATE_NAMES), obs_clip)
         self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(1,), dtype=np.float32)
 
-        self._commission_rate = self.costs.commission_bps * 1e-4
-        self._half_spread_rate = 0.5 * self.costs.spread_bps * 1e-4
-        self._impact_coef = self.costs.impact_coef
-        self._participation = self.costs.participation_limit
         names = market.prediction_names
         self._conf_col = names.index("confidence") if "confidence" in names else -1
         self._er_col = names.index("expected_return") if "expected_return" in names else -1
-        self._risk_state: dict[str, Any] = {}
-        self._done = True
         self._reset_account(self.first_bar)
 
     # ------------------------------------------------------------------ gym API
-    def reset(self, *, seed: int | None = None,
-              options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
-        """Start an episode. options: {"start_bar": int} forces the first decision bar."""
-        super().reset(seed=seed)
-        start = None if options is None else options.get("start_bar")
-        if start is not None:
-            start = int(start)
-            if not self.first_bar <= start <= self.last_start_bar:
-                raise ValueError(f"start_bar must be in [{self.first_bar}, "
-                                 f"{self.last_start_bar}], got {start}")
-        elif self.random_start:
-            start = int(self.np_random.integers(self.first_bar, self.last_start_bar + 1))
-        else:
-            start = self.first_bar
-        self._reset_account(start)
-        self._risk_state.clear()
-        self._write_obs(start)
-        info = {"bar": start, "equity": self._equity, "position": 0.0}
-        return (self._obs.copy() if self.copy_obs else self._obs), info
-
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         if self._done:
             raise RuntimeError("the episode has ended; call reset()")
@@ -272,36 +202,9 @@ class SingleAssetTradingEnv(gym.Env):
                 if shares == 0.0:
                     self._entry_price = 0.0
 
-        close_f = self._close[f]
-        new_equity = cash + shares * close_f
-        ruined = new_equity <= 0.0
-        log_return = math.log((self._ruin if ruined else new_equity) / equity)
-        old_drawdown = self._drawdown
-        self._peak = max(self._peak, new_equity)
-        drawdown = 1.0 - new_equity / self._peak
-
-        mode = self.reward_mode
-        if mode == "none":
-            risk_term = 0.0
-        elif mode == "drawdown_penalty":
-            risk_term = drawdown_increase_penalty(old_drawdown, drawdown, self.risk_lambda)
-        else:
-            d, self._dsr_a, self._dsr_b = differential_sharpe(
-                log_return, self._dsr_a, self._dsr_b, self.dsr_eta)
-            risk_term = self.risk_lambda * d
-
-        self._t = f
-        self._cash = cash
-        self._shares = shares
-        self._equity = new_equity
-        self._drawdown = drawdown
-        self._steps += 1
-        at_end = f >= self.last_bar
-        terminated = ruined or (at_end and self.end_of_data == "terminate")
-        truncated = not terminated and (
-            (at_end and self.end_of_data == "truncate")
-            or (self.max_steps is not None and self._steps >= self.max_steps))
-        self._done = terminated or truncated
+        new_equity = cash + shares * self._close[f]
+        log_return, drawdown, risk_term, terminated, truncated = self._settle(
+            f, cash, shares, new_equity)
         position = self._write_obs(f)
         info = {
             "bar": f,
@@ -328,18 +231,12 @@ class SingleAssetTradingEnv(gym.Env):
 
     # ------------------------------------------------------------------ internals
     def _reset_account(self, start: int) -> None:
-        self._t = start
-        self._steps = 0
-        self._cash = self.initial_cash
-        self._shares = 0.0
-        self._entry_price = 0.0
-        self._equity = self.initial_cash
-        self._peak = self.initial_cash
-        self._drawdown = 0.0
-        self._ruin = _RUIN_FLOOR * self.initial_cash
-        self._dsr_a = 0.0  # EMA of returns (Moody & Saffell's A)
-        self._dsr_b = 0.0  # EMA of squared returns (B)
-        self._done = False
+        super()._reset_account(start)
+        self._shares = 0.0  # signed, fractional
+        self._entry_price = 0.0  # average entry price of the open position (0 when flat)
+
+    def _reset_info(self, start: int) -> dict[str, Any]:
+        return {"bar": start, "equity": self._equity, "position": 0.0}
 
     def _write_obs(self, t: int) -> float:
         """Fill the observation buffer for bar t; returns the position fraction."""
@@ -383,18 +280,6 @@ class SingleAssetTradingEnv(gym.Env):
 
     # ------------------------------------------------------------------ read-only views
     @property
-    def bar(self) -> int:
-        """Index of the current decision bar (the last bar observed)."""
-        return self._t
-
-    @property
-    def equity(self) -> float:
-        return self._equity
-
-    @property
     def shares(self) -> float:
+        """Shares held (signed, fractional)."""
         return self._shares
-
-    @property
-    def cash(self) -> float:
-        return self._cash
