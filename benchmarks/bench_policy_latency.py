@@ -31,9 +31,9 @@ call waited for a core.
 In process: the timed calls also give the breakdown. The functions the
 policy calls are wrapped, for the duration of the run only, with timers
 (~0.3 us per wrapped call): ``prepare_ohlcv`` (input checks),
-``build_feature_table`` (and within it ``compute_features``, the indicators),
-the trend model's ``predict`` (within it ``window_dataset_from_frame``,
-scaling the window, and ``predict_dataset``, the MC-dropout forward passes),
+``feature_block`` (and within it ``compute_features``, the indicators),
+the trend model's ``predict_windows`` (within it ``_ensemble_passes``, the
+MC-dropout forward passes; the rest is scaling and averaging the passes),
 the agent's ``predict`` and the risk layer; "other" is the rest of the call
 (grouping by symbol, building the observation, the output frame). The script
 checks that every wrapper ran as often as the policy's code path says
@@ -209,7 +209,6 @@ PARTS: tuple[tuple[str, str | None, str], ...] = (
     ("features", None, "symbol"),
     ("compute_features", "features", "symbol"),
     ("trend_model", None, "symbol"),
-    ("window_dataset", "trend_model", "symbol"),
     ("mc_forward_passes", "trend_model", "symbol"),
     ("agent", None, "symbol"),
     ("risk_layer", None, "symbol"),
@@ -221,17 +220,15 @@ def instrumented(policy: Any, timers: PartTimers) -> Iterator[None]:
     """Wrap the functions :meth:`TradingPolicy.decide` calls with ``timers``
     (module attributes are looked up at call time by the policy's code)."""
     from tradingrl.features import build
-    from tradingrl.models import data as model_data
     from tradingrl.models import uncertainty
     from tradingrl.registry import policy as policy_module
 
     targets = [
         (policy_module, "prepare_ohlcv", "prepare_ohlcv"),
-        (build, "build_feature_table", "features"),
+        (build, "feature_block", "features"),
         (build, "compute_features", "compute_features"),
-        (policy.trend_model, "predict", "trend_model"),
-        (model_data, "window_dataset_from_frame", "window_dataset"),
-        (uncertainty, "predict_dataset", "mc_forward_passes"),
+        (policy.trend_model, "predict_windows", "trend_model"),
+        (uncertainty, "_ensemble_passes", "mc_forward_passes"),
         (policy.agent, "predict", "agent"),
     ]
     if policy.risk_fn is not None:
@@ -281,11 +278,10 @@ def in_process(policy: Any, wins: list[pd.DataFrame], n_symbols: int, warmup: in
 def print_breakdown(n_symbols: int, total: np.ndarray, parts: dict[str, np.ndarray]) -> None:
     labels = {
         "prepare_ohlcv": "prepare_ohlcv (input checks)",
-        "features": "features (build_feature_table)",
+        "features": "features (feature_block)",
         "compute_features": "indicators (compute_features)",
-        "trend_model": "trend model (TrendModel.predict)",
-        "window_dataset": "window + scaling",
-        "mc_forward_passes": "CNN+LSTM passes (predict_dataset)",
+        "trend_model": "trend model (predict_windows)",
+        "mc_forward_passes": "CNN+LSTM passes (_ensemble_passes)",
         "agent": "agent (SB3 predict)",
         "risk_layer": "risk layer",
     }
@@ -598,6 +594,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--calls", type=int, default=200, help="timed calls per run")
     parser.add_argument("--warmup", type=int, default=5, help="untimed calls before them")
     parser.add_argument("--no-http", action="store_true", help="skip mlflow models serve")
+    parser.add_argument("--no-code-check", action="store_true",
+                        help="in process only: load a bundle built with other decision code "
+                        "(to time a code change before rebuilding the bundle)")
     parser.add_argument("--port", type=int, default=0, help="server port (0: a free one)")
     args = parser.parse_args(argv)
     if any(n < 1 for n in args.symbols):
@@ -623,7 +622,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     from tradingrl.registry import TradingPolicy
 
     torch.set_num_threads(1)
-    policy = TradingPolicy.load(bundle)
+    if args.no_code_check and not args.no_http:
+        raise SystemExit("--no-code-check needs --no-http (the server checks the code)")
+    policy = TradingPolicy.load(bundle, check_code=not args.no_code_check)
     m = policy.manifest
     trend = m["trend_model"]
     print(f"bundle {bundle}: {m['agent']['algorithm']} agent (window {policy.window}), "

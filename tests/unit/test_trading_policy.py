@@ -363,6 +363,27 @@ def test_a_symbols_decision_does_not_depend_on_the_other_symbols(world):
     assert both.loc["SYN001", "direction_std"] > 0  # MC dropout really sampled
 
 
+def test_served_prediction_is_the_pipelines_prediction_with_mc_dropout(world):
+    """The serving path (feature_block + predict_windows, no frames) gives the
+    numbers TrendModel.predict gives on the feature table's row for the same
+    bars, bit for bit, MC dropout included (same scaling, passes and seed)."""
+    from tradingrl.features.build import build_feature_table
+    from tradingrl.features.labels import LabelSpec
+
+    policy = world.policies["mc_dropout"]
+    window = _window(world.bars, n=200, symbols=["SYN001"])
+    served = policy.decide(window).iloc[0]
+    table, _ = build_feature_table(window, LabelSpec(**FEATURES_PARAMS["label"]),
+                                   warmup_bars=FEATURES_PARAMS["warmup_bars"])
+    last = np.zeros(len(table), dtype=bool)
+    last[-1] = True
+    expected = policy.trend_model.predict(table, rows=last).iloc[0]
+    assert expected["timestamp"] == served["timestamp"]
+    for name in PREDICTIONS:
+        assert served[name] == expected[name], name
+    assert served["direction_std"] > 0  # MC dropout really sampled
+
+
 # ---------------------------------------------------------------- accounts and the breaker
 def test_drawdown_breaker_goes_flat_then_releases_after_the_cooldown(world):
     """Hand-computed with drawdown_limit 0.25, cooldown 5, no reset rule:

@@ -9,11 +9,40 @@ dropped row is counted in the report.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 import pandas as pd
 
 from tradingrl.features.labels import LabelSpec, forward_labels
 from tradingrl.features.technical import FEATURE_COLUMNS, MIN_WARMUP_BARS, compute_features
+
+
+class FeatureBlock(NamedTuple):
+    """One symbol's features as the feature table keeps them.
+
+    values: (N, F) float32, every bar, :data:`FEATURE_COLUMNS` order (the
+        table's dtype; NaN where undefined).
+    kept: (N,) bool, the bars that become table rows: past the warm-up and
+        every feature finite in float32.
+    nonfinite: (F,) int64, per feature, the bars after the warm-up where it
+        is not finite (the report's accounting).
+    """
+
+    values: np.ndarray
+    kept: np.ndarray
+    nonfinite: np.ndarray
+
+
+def feature_block(open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.ndarray,
+                  volume: np.ndarray, warmup_bars: int) -> FeatureBlock:
+    """Features of one symbol's bars (time order) and which bars the table
+    keeps: the rule the features stage and the served policy share."""
+    values = compute_features(open_, high, low, close, volume).to_numpy(dtype=np.float32)
+    finite_cells = np.isfinite(values[warmup_bars:])
+    kept = np.zeros(len(values), dtype=bool)
+    kept[warmup_bars:] = finite_cells.all(axis=1)
+    return FeatureBlock(values, kept, (~finite_cells).sum(axis=0))
 
 
 def build_feature_table(
@@ -30,21 +59,20 @@ def build_feature_table(
         group = group.sort_values("timestamp")
         stamps = group["timestamp"].reset_index(drop=True)
         arrays = [group[c].to_numpy(dtype="float64") for c in ("open", "high", "low", "close", "volume")]
-        features = compute_features(*arrays)
+        block = feature_block(*arrays, warmup_bars=warmup_bars)
         labels = forward_labels(stamps, arrays[0], arrays[3], label_spec)
         table = pd.concat(
-            [pd.DataFrame({"timestamp": stamps, "symbol": str(symbol)}), features.astype("float32"), labels],
+            [pd.DataFrame({"timestamp": stamps, "symbol": str(symbol)}),
+             pd.DataFrame(block.values, columns=list(FEATURE_COLUMNS), copy=False), labels],
             axis=1,
         )
-        after_warmup = table.iloc[warmup_bars:]
-        finite_cells = np.isfinite(after_warmup[list(FEATURE_COLUMNS)].to_numpy())
-        finite = finite_cells.all(axis=1)
-        nonfinite_by_feature += (~finite_cells).sum(axis=0)
-        kept = after_warmup[finite]
+        nonfinite_by_feature += block.nonfinite
+        kept = table[block.kept]
+        warmup_dropped = min(len(group), warmup_bars)
         per_symbol[str(symbol)] = {
             "bars": len(group),
-            "warmup_dropped": min(len(group), warmup_bars),
-            "nonfinite_dropped": int((~finite).sum()),
+            "warmup_dropped": warmup_dropped,
+            "nonfinite_dropped": len(group) - warmup_dropped - len(kept),
             "rows": len(kept),
         }
         parts.append(kept)

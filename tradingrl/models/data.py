@@ -198,6 +198,17 @@ class FeatureScaler:
     def transform(self, data: pd.DataFrame | np.ndarray, chunk_rows: int = 16384) -> np.ndarray:
         """(N, F) C-contiguous float32 scaled features, built in row chunks
         (float64 arithmetic on one chunk at a time). Raises on non-finite input."""
+        if isinstance(data, np.ndarray) and data.ndim == 2 and len(data) <= chunk_rows:
+            # One small block (serving): the same float64 arithmetic, no column loop.
+            if data.shape[1] != len(self.feature_names):
+                raise ValueError(f"expected an (N, {len(self.feature_names)}) array, got shape "
+                                 f"{data.shape}")
+            block = data.astype(np.float64)
+            if not np.isfinite(block).all():
+                _raise_nonfinite(block, self.feature_names, f"in rows 0..{len(block) - 1}")
+            block -= self.mean
+            block /= self.std
+            return block.astype(np.float32)
         columns = _feature_columns(data, self.feature_names)
         n = columns[0].size
         out = np.empty((n, len(columns)), dtype=np.float32)

@@ -75,7 +75,40 @@ class TrendModel:
             temperature=self.temperatures, seed=self.seed,
         ).prediction
         out = frame.iloc[dataset.ends][["timestamp", "symbol"]].reset_index(drop=True)
-        out["p_down"], out["p_flat"], out["p_up"] = result.probs.T
-        for name in ("expected_return", "confidence", "entropy", "direction_std"):
-            out[name] = getattr(result, name)
+        for name, values in prediction_columns(result).items():
+            out[name] = values
         return out
+
+    def predict_windows(self, windows: np.ndarray) -> dict[str, np.ndarray]:
+        """:data:`PREDICTION_COLUMNS` for B windows given as arrays, (B,
+        window, F) unscaled feature rows in ``feature_names`` order (the
+        feature table's float32 values), without building a frame: the
+        serving path. Scaling, passes and seed are :meth:`predict`'s, so for
+        up to 1024 windows (one loader batch there) the result equals
+        :meth:`predict` on a table whose predicted rows end these windows,
+        bit for bit, MC dropout included."""
+        import torch
+
+        from tradingrl.models.uncertainty import Prediction, _ensemble_passes, _seeded
+
+        windows = np.asarray(windows)
+        if windows.ndim != 3 or windows.shape[1:] != (self.window, len(self.feature_names)):
+            raise ValueError(f"expected windows of shape (B, {self.window}, "
+                             f"{len(self.feature_names)}), got {windows.shape}")
+        b = windows.shape[0]
+        scaled = self.scaler.transform(windows.reshape(b * self.window, -1))
+        x = torch.from_numpy(scaled.reshape(b, self.window, -1))
+        mc = self.mc_samples > 1 and any(m.hparams.dropout > 0 for m in self.models)
+        samples = self.mc_samples if mc else 1
+        with _seeded(self.seed, [torch.device("cpu")]):
+            probs, rets = _ensemble_passes(self.models, x, samples, self.temperatures, mc, 4096)
+        return prediction_columns(Prediction.from_passes(probs, rets))
+
+
+def prediction_columns(result) -> dict[str, np.ndarray]:
+    """A :class:`~tradingrl.models.uncertainty.Prediction` as the arrays of
+    :data:`PREDICTION_COLUMNS`."""
+    p_down, p_flat, p_up = result.probs.T
+    return {"p_down": p_down, "p_flat": p_flat, "p_up": p_up,
+            "expected_return": result.expected_return, "confidence": result.confidence,
+            "entropy": result.entropy, "direction_std": result.direction_std}

@@ -15,7 +15,7 @@ import numbers
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -116,17 +116,34 @@ def _parse_timestamps(column: pd.Series) -> pd.Series:
     return stamps.astype("datetime64[ns, UTC]")
 
 
-def prepare_ohlcv(ohlcv: pd.DataFrame) -> pd.DataFrame:
-    """Check a long-format OHLCV window and return it with UTC timestamps,
-    str symbols and float64 values, rows grouped by symbol (each symbol's
-    rows in their given order, which must be strictly increasing in time).
+class OhlcvArrays(NamedTuple):
+    """A checked OHLCV window as arrays, rows grouped by symbol (sorted),
+    each symbol's rows in their given (increasing) time order.
 
-    Rules are the raw data contract's (:mod:`tradingrl.data.contract`):
-    prices finite and > 0, volume finite and >= 0, low <= min(open, close),
-    high >= max(open, close), no duplicate or decreasing timestamps within a
-    symbol; timestamps are datetimes or ISO-8601 strings (naive ones are
-    UTC). The first broken rule raises a one-line ValueError naming the row.
+    symbol: (N,) object array of str; ns: (N,) int64 UTC nanoseconds;
+    open, high, low, close, volume: (N,) float64; row: (N,) int64, each
+    row's position in the input; starts / stops: each symbol's slice.
     """
+
+    symbol: np.ndarray
+    ns: np.ndarray
+    open: np.ndarray
+    high: np.ndarray
+    low: np.ndarray
+    close: np.ndarray
+    volume: np.ndarray
+    row: np.ndarray
+    starts: np.ndarray
+    stops: np.ndarray
+
+    def timestamp(self, i: int) -> pd.Timestamp:
+        """Row i's time as a UTC Timestamp."""
+        return pd.Timestamp(int(self.ns[i]), tz="UTC")
+
+
+def check_ohlcv(ohlcv: pd.DataFrame) -> OhlcvArrays:
+    """:func:`prepare_ohlcv`'s checks, returning arrays (the serving path:
+    no frame is built)."""
     from tradingrl.data.columns import SYMBOL_PATTERN
     from tradingrl.data.contract import check_required_columns
 
@@ -144,14 +161,17 @@ def prepare_ohlcv(ohlcv: pd.DataFrame) -> pd.DataFrame:
     for symbol in pd.unique(symbols):
         if not pattern.match(symbol):
             raise ValueError(f"symbol {symbol!r} is not a safe symbol name ({SYMBOL_PATTERN})")
-    stamps = _parse_timestamps(ohlcv["timestamp"])
+    ns = utc_nanoseconds(_parse_timestamps(ohlcv["timestamp"]))
     values = {}
     for name in (*PRICE_COLUMNS, "volume"):
-        column = pd.to_numeric(ohlcv[name], errors="coerce").to_numpy(dtype=np.float64)
+        raw = ohlcv[name]
+        column = (raw.to_numpy(dtype=np.float64)  # plain numpy numbers: nothing to parse
+                  if isinstance(raw.dtype, np.dtype) and raw.dtype.kind in "fiu"
+                  else pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64))
         bad = ~np.isfinite(column)
         if bad.any():
             i = _first_bad(bad)
-            value = ohlcv[name].iloc[i]
+            value = raw.iloc[i]
             shown = repr(value) if isinstance(value, str) else str(value)
             raise ValueError(f"row {i} ({symbols[i]}): {name} {shown} is missing or not a "
                              "finite number")
@@ -168,21 +188,39 @@ def prepare_ohlcv(ohlcv: pd.DataFrame) -> pd.DataFrame:
             i = _first_bad(bad)
             raise ValueError(f"row {i} ({symbols[i]}): {rule} (open {o[i]}, high {h[i]}, "
                              f"low {lo[i]}, close {c[i]})")
-    utc = pd.DatetimeIndex(utc_nanoseconds(stamps).view("datetime64[ns]")).tz_localize("UTC")
-    frame = pd.DataFrame({"timestamp": utc, "symbol": symbols, **values})
-    frame = frame.iloc[np.argsort(symbols, kind="stable")]
-    ns = utc_nanoseconds(frame["timestamp"])
-    same = frame["symbol"].to_numpy()[1:] == frame["symbol"].to_numpy()[:-1]
+    order = np.argsort(symbols, kind="stable")
+    sorted_symbols = symbols[order]
+    ns = ns[order]
+    same = sorted_symbols[1:] == sorted_symbols[:-1]
     step = np.diff(ns)
     for rule, bad in (("duplicate_timestamp", same & (step == 0)),
                       ("timestamp_not_increasing", same & (step < 0))):
         if bad.any():
             j = _first_bad(bad) + 1
-            row = int(frame.index[j])
-            raise ValueError(f"row {row} ({frame['symbol'].iloc[j]}): {rule} at "
-                             f"{frame['timestamp'].iloc[j].isoformat()} (rows of a symbol must be "
-                             "in strictly increasing time)")
-    return frame.reset_index(drop=True)
+            stamp = pd.Timestamp(int(ns[j]), tz="UTC").isoformat()
+            raise ValueError(f"row {int(order[j])} ({sorted_symbols[j]}): {rule} at {stamp} "
+                             "(rows of a symbol must be in strictly increasing time)")
+    starts = np.flatnonzero(np.r_[True, ~same])
+    stops = np.r_[starts[1:], len(order)]
+    return OhlcvArrays(sorted_symbols, ns, *(values[k][order] for k in (*PRICE_COLUMNS, "volume")),
+                       order.astype(np.int64), starts, stops)
+
+
+def prepare_ohlcv(ohlcv: pd.DataFrame) -> pd.DataFrame:
+    """Check a long-format OHLCV window and return it with UTC timestamps,
+    str symbols and float64 values, rows grouped by symbol (each symbol's
+    rows in their given order, which must be strictly increasing in time).
+
+    Rules are the raw data contract's (:mod:`tradingrl.data.contract`):
+    prices finite and > 0, volume finite and >= 0, low <= min(open, close),
+    high >= max(open, close), no duplicate or decreasing timestamps within a
+    symbol; timestamps are datetimes or ISO-8601 strings (naive ones are
+    UTC). The first broken rule raises a one-line ValueError naming the row.
+    """
+    bars = check_ohlcv(ohlcv)
+    utc = pd.DatetimeIndex(bars.ns.view("datetime64[ns]")).tz_localize("UTC")
+    return pd.DataFrame({"timestamp": utc, "symbol": bars.symbol,
+                         **{k: getattr(bars, k) for k in (*PRICE_COLUMNS, "volume")}})
 
 
 def parse_accounts(

@@ -60,9 +60,9 @@ from tradingrl.registry.bundle import (  # noqa: F401  (build_policy_bundle: re-
 )
 from tradingrl.registry.inputs import (
     AccountState,
+    check_ohlcv,
     parse_accounts,
-    prepare_ohlcv,
-    utc_nanoseconds,
+    prepare_ohlcv,  # noqa: F401  (re-exported)
 )
 
 
@@ -111,6 +111,17 @@ class TradingPolicy:
         self._er_col = names.index("expected_return") if "expected_return" in names else -1
         if list(agent_scaler.feature_names) != list(spec["features"]):
             raise ValueError("the agent's scaler and the manifest disagree on the features")
+        from tradingrl.features.technical import FEATURE_COLUMNS
+
+        position = {name: j for j, name in enumerate(FEATURE_COLUMNS)}
+        for who, names in (("trend model", trend_model.feature_names),
+                           ("agent", agent_scaler.feature_names)):
+            unknown = [n for n in names if n not in position]
+            if unknown:
+                raise ValueError(f"the {who} reads features this code does not compute: "
+                                 f"{unknown[:5]}")
+        self._trend_columns = np.array([position[n] for n in trend_model.feature_names])
+        self._agent_columns = np.array([position[n] for n in agent_scaler.feature_names])
 
     @classmethod
     def load(cls, bundle_dir: str | Path, *, check_code: bool = True) -> TradingPolicy:
@@ -164,53 +175,54 @@ class TradingPolicy:
     ) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
         """:meth:`decide`, plus each symbol's observation (float32, the
         environment's layout) as the agent saw it."""
-        bars = prepare_ohlcv(ohlcv)
-        groups = bars.groupby("symbol", sort=True).indices
-        accounts = parse_accounts(account, list(groups))
+        bars = check_ohlcv(ohlcv)
+        accounts = parse_accounts(account, [str(bars.symbol[a]) for a in bars.starts])
         rows, observations = [], {}
-        for symbol, index in groups.items():
-            row, obs = self._decide_symbol(symbol, bars.iloc[index].reset_index(drop=True),
-                                           accounts[symbol])
+        for a, b in zip(bars.starts, bars.stops, strict=True):
+            symbol = str(bars.symbol[a])
+            row, obs = self._decide_symbol(
+                symbol, {c: getattr(bars, c)[a:b] for c in ("open", "high", "low", "close",
+                                                            "volume")},
+                bars.timestamp(b - 1), accounts[symbol])
             rows.append(row)
             observations[symbol] = obs
-        return pd.DataFrame(rows, columns=list(OUTPUT_COLUMNS)), observations
+        columns = {c: [row[c] for row in rows] for c in OUTPUT_COLUMNS}
+        columns["timestamp"] = pd.DatetimeIndex(columns["timestamp"])
+        return pd.DataFrame(columns), observations
 
-    def _decide_symbol(self, symbol: str, bars: pd.DataFrame, account: AccountState
-                       ) -> tuple[dict[str, Any], np.ndarray]:
-        from tradingrl.envs.arrays import rolling_sigma
-        from tradingrl.features.build import build_feature_table
+    def _decide_symbol(self, symbol: str, bars: dict[str, np.ndarray], stamp: pd.Timestamp,
+                       account: AccountState) -> tuple[dict[str, Any], np.ndarray]:
+        from tradingrl.envs.arrays import DEFAULT_VOL_WINDOW, rolling_sigma
+        from tradingrl.features.build import feature_block
         from tradingrl.risk.limits import RiskState
 
-        if len(bars) < self.min_bars:
+        close = bars["close"]
+        if len(close) < self.min_bars:
             history = self.manifest["input"]["history"]
             parts = ", ".join(f"{k} {v}" for k, v in history.items()
                               if k not in ("min_bars", "min_feature_rows", "warmup_bars"))
-            raise ValueError(f"symbol {symbol}: {len(bars)} bars, the policy needs at least "
+            raise ValueError(f"symbol {symbol}: {len(close)} bars, the policy needs at least "
                              f"{self.min_bars} (features warm-up {self.warmup_bars} + the "
                              f"largest of {parts})")
-        try:
-            table, _ = build_feature_table(bars, self.label_spec, warmup_bars=self.warmup_bars)
-        except ValueError as err:
-            raise ValueError(f"symbol {symbol}: {err}") from err
-        stamp = bars["timestamp"].iloc[-1]
-        if table["timestamp"].iloc[-1] != stamp:
+        # The feature table's rows for this symbol, by the features stage's rule.
+        block = feature_block(bars["open"], bars["high"], bars["low"], close, bars["volume"],
+                              warmup_bars=self.warmup_bars)
+        if not block.kept[-1]:
             raise ValueError(f"symbol {symbol}: the last bar ({stamp.isoformat()}) has undefined "
                              "features (zero volume or a flat bar?); no decision for it")
-        if len(table) < self.min_feature_rows:
-            raise ValueError(f"symbol {symbol}: only {len(table)} bars after the warm-up have "
+        positions = np.flatnonzero(block.kept)
+        if len(positions) < self.min_feature_rows:
+            raise ValueError(f"symbol {symbol}: only {len(positions)} bars after the warm-up have "
                              f"defined features, the policy needs {self.min_feature_rows}")
+        table = block.values[positions]
 
-        last = np.zeros(len(table), dtype=bool)
-        last[-1] = True
-        prediction = self.trend_model.predict(table, rows=last)
-        if len(prediction) != 1 or prediction["timestamp"].iloc[0] != stamp:
-            raise RuntimeError(f"symbol {symbol}: the trend model gave no prediction at the "
-                               "last bar")
-        predicted = prediction.iloc[0]
+        trend = self.trend_model
+        window = table[-trend.window:][:, self._trend_columns]
+        predicted = {k: float(v[0]) for k, v in trend.predict_windows(window[None]).items()}
 
         # The observation, as SingleAssetTradingEnv builds it from MarketArrays
         # (float32 features and predictions, clipped once; account entries clipped).
-        features = self.agent_scaler.transform(table.iloc[-self.window:])
+        features = self.agent_scaler.transform(table[-self.window:][:, self._agent_columns])
         preds = np.asarray([predicted[c] for c in self.prediction_columns], dtype=np.float32)
         bound = math.inf if self.obs_clip is None else float(self.obs_clip)
         if self.obs_clip is not None:
@@ -238,18 +250,17 @@ class TradingPolicy:
         if self.risk_fn is not None:
             # The environment's RiskContext at t: log returns between the
             # closes of the last risk_lookback + 1 feature rows.
-            rows = utc_nanoseconds(table["timestamp"])[-self.risk_lookback - 1:]
-            positions = np.searchsorted(utc_nanoseconds(bars["timestamp"]), rows)
-            close = bars["close"].to_numpy()[positions]
+            rows_close = close[positions[-self.risk_lookback - 1:]]
             memory: dict[str, Any] = {"risk_state": state}
             context = {
-                "bar": len(bars) - 1,
+                "bar": len(close) - 1,
                 "equity": account.equity,
                 "peak_equity": account.equity / (1.0 - account.drawdown),
                 "drawdown": account.drawdown,
                 "position": account.position,
-                "returns": np.log(close[1:] / close[:-1]),
-                "sigma": float(rolling_sigma(bars["close"].to_numpy())[-1]),
+                "returns": np.log(rows_close[1:] / rows_close[:-1]),
+                # Only the last window's returns enter the last value.
+                "sigma": float(rolling_sigma(close[-DEFAULT_VOL_WINDOW - 1:])[-1]),
                 "confidence": float(preds[self._conf_col]) if self._conf_col >= 0 else math.nan,
                 "expected_return": float(preds[self._er_col]) if self._er_col >= 0 else math.nan,
                 "state": memory,
@@ -266,7 +277,7 @@ class TradingPolicy:
             "target": target,
             "requested_target": requested,
             "risk_binding": ",".join(binding),
-            **{c: float(predicted[c]) for c in PREDICTION_COLUMNS},
+            **{c: predicted[c] for c in PREDICTION_COLUMNS},
             "risk_peak_equity": float(state.peak_equity),
             "risk_breaker_active": bool(state.breaker_active),
             "risk_bars_since_trip": int(state.bars_since_trip),

@@ -1,0 +1,193 @@
+"""``training_flow`` under a real temporary Prefect server (``prefect_test_harness``),
+tracking to a real ``mlflow server`` over HTTP, on the tiny profile of
+test_dvc_repro: every stage runs through DVC in the DAG's order and leaves
+what test_dvc_repro.check_pipeline_outputs requires (the registry read back
+over HTTP), a second run reruns no stage, a failing stage fails the flow with
+its own message, and a fake API key in the environment appears in nothing
+MLflow or Prefect recorded."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from test_dvc_repro import (  # repo_copy is the fixture, used by name
+    BIN,
+    check_pipeline_outputs,
+    repo_copy,  # noqa: F401
+    set_params,
+    set_tiny_profile,
+    sh,
+)
+
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
+
+SECRET_ENV = "TRADINGRL_DATA_API_KEY"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture()
+def mlflow_server(repo_copy: Path):  # noqa: F811
+    """A real ``mlflow server`` on a free loopback port, storing into the
+    copy's SQLite file and artifact folder (ARCHITECTURE.md's layout)."""
+    port = free_port()
+    log = open(repo_copy.parent / "mlflow-server.log", "w")  # noqa: SIM115
+    proc = subprocess.Popen(
+        [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
+         "--backend-store-uri", f"sqlite:///{repo_copy / 'mlflow.db'}",
+         "--default-artifact-root", str(repo_copy / "mlartifacts"), "--workers", "1"],
+        cwd=repo_copy, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2) as answer:
+                    if answer.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                log.flush()
+                raise AssertionError("mlflow server did not start:\n"
+                                     + (repo_copy.parent / "mlflow-server.log").read_text()[-3000:])
+            time.sleep(0.5)
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()
+
+
+def _logged_text(client, repo: Path) -> list[tuple[str, bytes]]:
+    """Everything MLflow recorded, as (where, bytes): every run's params,
+    tags and metric names, every registered model version's tags and
+    description, every artifact file, and the store itself."""
+    items: list[tuple[str, bytes]] = []
+    for experiment in client.search_experiments():
+        for run in client.search_runs([experiment.experiment_id], max_results=1000):
+            data = {"params": run.data.params, "tags": run.data.tags,
+                    "metrics": sorted(run.data.metrics), "name": run.info.run_name}
+            items.append((f"run {run.info.run_id}", json.dumps(data).encode()))
+    for model in client.search_registered_models():
+        for version in client.search_model_versions(f"name='{model.name}'"):
+            data = {"tags": version.tags, "description": version.description,
+                    "source": version.source}
+            items.append((f"{model.name} v{version.version}", json.dumps(data).encode()))
+    for path in (repo / "mlartifacts").rglob("*"):
+        if path.is_file():
+            items.append((str(path), path.read_bytes()))
+    items.append(("mlflow.db", (repo / "mlflow.db").read_bytes()))
+    return items
+
+
+def test_training_flow_end_to_end_over_an_mlflow_server(repo_copy: Path, mlflow_server: str,  # noqa: F811
+                                                         monkeypatch):
+    from mlflow import MlflowClient
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        ArtifactFilter,
+        ArtifactFilterKey,
+        LogFilter,
+        LogFilterFlowRunId,
+    )
+    from prefect.testing.utilities import prefect_test_harness
+
+    from flows.training import pipeline_stages, training_flow
+
+    set_tiny_profile(repo_copy)
+    secret = f"fake-key-{uuid.uuid4().hex}"
+    monkeypatch.setenv(SECRET_ENV, secret)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
+    monkeypatch.setenv("DVC_NO_ANALYTICS", "1")
+
+    stages = pipeline_stages(repo_copy)
+    assert stages == ["ingest", "validate", "features", "train_model", "predict_oof",
+                      "train_agent", "evaluate", "promote"]
+
+    with prefect_test_harness(server_startup_timeout=120):
+        first = training_flow(repo_root=str(repo_copy), retries=0, return_state=True)
+        assert first.is_completed(), first.message
+        records = first.result()
+        assert [r["stage"] for r in records] == stages
+        assert {r["status"] for r in records} == {"ran"}
+
+        second = training_flow(repo_root=str(repo_copy), retries=0)
+        assert [r["status"] for r in second] == ["skipped"] * len(stages)
+
+        async def recorded(run_id) -> tuple[list[str], str]:
+            async with get_client() as prefect:
+                logs = await prefect.read_logs(
+                    log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])))
+                artifacts = await prefect.read_artifacts(
+                    artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["training-summary"])))
+            return [log.message for log in logs], "\n".join(str(a.data) for a in artifacts)
+
+        prefect_logs, markdown = asyncio.run(recorded(first.state_details.flow_run_id))
+    assert any("train_model ran" in message for message in prefect_logs)
+
+    # Every output of the DAG (the aliases read back through the server).
+    check_pipeline_outputs(repo_copy)
+
+    # The registry over HTTP: challenger always, champion only on a pass.
+    client = MlflowClient(tracking_uri=mlflow_server)
+    decision = json.loads((repo_copy / "reports/promotion.json").read_text())
+    version = client.get_model_version_by_alias("trading-policy", "challenger")
+    assert version.tags["gate.decision"] == decision["decision"]
+    if decision["decision"] == "promoted":
+        assert client.get_model_version_by_alias("trading-policy", "champion").version == "1"
+    assert f"**{decision['decision']}**" in markdown and "| policy |" in markdown
+    assert decision["mlflow_run_id"] in markdown
+    assert any((repo_copy / "mlartifacts").rglob("MLmodel"))  # written through the server
+
+    # No secret anywhere: MLflow's runs, registry, artifacts, store; Prefect's logs.
+    leaked = [where for where, data in _logged_text(client, repo_copy) if secret.encode() in data]
+    leaked += ["prefect log" for message in prefect_logs if secret in message]
+    assert leaked == []
+    # ... and the search finds it when it is there (the check is not blind).
+    planted = client.create_run("0").info.run_id
+    client.set_tag(planted, "planted", secret)
+    assert any(secret.encode() in data for _, data in _logged_text(client, repo_copy))
+
+    # DVC agrees that nothing is left to run.
+    again = sh(["dvc", "repro"], repo_copy)
+    assert "Running stage" not in again.stdout
+
+
+def test_a_failing_stage_fails_the_flow_with_its_own_message(repo_copy: Path):  # noqa: F811
+    from prefect.testing.utilities import prefect_test_harness
+
+    from flows.training import StageFailed, training_flow
+
+    rows = ["date,open,high,low,close,volume"]
+    for i, day in enumerate(pd.bdate_range("2020-01-02", periods=200)):
+        rows.append(f"{day.date()},10,11,9,10.5,{-1 if i % 10 == 0 else 100}")
+    (repo_copy / "data/external/BAD.csv").write_text("\n".join(rows) + "\n")
+    set_params(repo_copy, ingest={"source": "csv"})
+    with prefect_test_harness(server_startup_timeout=120):
+        state = training_flow(repo_root=str(repo_copy), retries=0, return_state=True)
+    assert state.is_failed()
+    with pytest.raises(StageFailed) as err:
+        state.result()
+    assert str(err.value) == ("stage validate failed: error: quarantined 20 of 200 rows "
+                              "(10.00%, limit 1.00%); top reasons: volume:negative (20)")
+    assert not (repo_copy / "data/features").exists()  # nothing after the failed stage ran
