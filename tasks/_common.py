@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -13,13 +14,41 @@ import yaml
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+# Keys that name credentials. Params are logged to MLflow and versioned by git
+# and DVC, so a secret (a data vendor's API key) must come from the
+# environment, never from params.yaml.
+SECRET_KEY = re.compile(r"api[_-]?key|secret|token|passw|credential|private[_-]?key",
+                        re.IGNORECASE)
+
+
+def secret_keys(tree: Any, prefix: str = "") -> list[str]:
+    """Dotted names of the keys in ``tree`` that look like credentials."""
+    found: list[str] = []
+    if isinstance(tree, dict):
+        for key, value in tree.items():
+            name = f"{prefix}{key}"
+            if SECRET_KEY.search(str(key)):
+                found.append(name)
+            found += secret_keys(value, f"{name}.")
+    elif isinstance(tree, list):
+        for i, value in enumerate(tree):
+            found += secret_keys(value, f"{prefix}{i}.")
+    return found
+
+
 def load_params(section: str, path: Path | None = None) -> dict[str, Any]:
-    """The ``section`` of params.yaml (the repository's, unless ``path``)."""
+    """The ``section`` of params.yaml (the repository's, unless ``path``).
+    A key that looks like a credential is refused (see :data:`SECRET_KEY`)."""
     params_path = path or REPO_ROOT / "params.yaml"
     with params_path.open() as handle:
         params = yaml.safe_load(handle) or {}
     if section not in params:
         raise KeyError(f"params.yaml has no {section!r} section")
+    secrets = secret_keys(params[section], f"{section}.")
+    if secrets:
+        raise ValueError(f"params.yaml: {', '.join(secrets)} looks like a credential; params are "
+                         "logged to MLflow and versioned, so secrets come from environment "
+                         "variables only (see README, Secrets)")
     return params[section]
 
 

@@ -227,3 +227,23 @@ def test_settings_refuse_invalid_values(bad: dict[str, Any]) -> None:
 def test_settings_default_to_ppo_with_three_seeds() -> None:
     settings = AgentSettings()
     assert settings.algorithm == "ppo" and len(settings.seeds) == 3
+
+
+def test_a_checkpoint_cut_short_by_a_kill_is_skipped(tmp_path, caplog):
+    """A process killed while writing agent_<n>_steps.zip leaves a zip with no
+    central directory; resuming takes the complete one before it."""
+    import zipfile
+
+    directory = tmp_path / "checkpoints"
+    directory.mkdir()
+    with zipfile.ZipFile(directory / "agent_128_steps.zip", "w") as archive:
+        archive.writestr("data", "complete")
+    with zipfile.ZipFile(directory / "agent_256_steps.zip", "w") as archive:
+        archive.writestr("data", "x" * 1000)
+    whole = (directory / "agent_256_steps.zip").read_bytes()
+    (directory / "agent_256_steps.zip").write_bytes(whole[: len(whole) // 2])
+    with caplog.at_level("WARNING"):
+        assert latest_checkpoint(tmp_path) == directory / "agent_128_steps.zip"
+    assert "agent_256_steps.zip is incomplete" in caplog.text
+    (directory / "agent_128_steps.zip").write_bytes(b"")
+    assert latest_checkpoint(tmp_path) is None

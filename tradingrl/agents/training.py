@@ -224,13 +224,24 @@ def validation_env_kwargs(env_kwargs: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def latest_checkpoint(out_dir: str | Path) -> Path | None:
-    """The checkpoint zip with the most steps in ``<out_dir>/checkpoints``, or None."""
+    """The complete checkpoint zip with the most steps in
+    ``<out_dir>/checkpoints``, or None. A zip cut short (the process was
+    killed while writing it: no central directory at its end) is skipped
+    with a warning, and the one before it is used."""
+    import logging
+    import zipfile
+
     directory = Path(out_dir) / CHECKPOINT_DIR
     if not directory.is_dir():
         return None
-    found = [(int(m.group(1)), p) for p in directory.iterdir()
-             if (m := _CHECKPOINT_RE.match(p.name))]
-    return max(found)[1] if found else None
+    found = sorted(((int(m.group(1)), p) for p in directory.iterdir()
+                    if (m := _CHECKPOINT_RE.match(p.name))), reverse=True)
+    for _, path in found:
+        if zipfile.is_zipfile(path):
+            return path
+        logging.getLogger(__name__).warning("checkpoint %s is incomplete (killed while being "
+                                            "written?); resuming from an earlier one", path)
+    return None
 
 
 def _replay_buffer_path(checkpoint: Path) -> Path:

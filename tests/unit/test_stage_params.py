@@ -1,0 +1,35 @@
+"""params.yaml as the stages read it: credentials are refused (params are
+logged to MLflow and versioned), and the repository's own file has none."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from tasks._common import REPO_ROOT, load_params, secret_keys
+
+
+def test_credential_keys_are_found_at_any_depth():
+    tree = {"source": "csv", "vendor": {"api_key": "x", "retries": 3},
+            "feeds": [{"name": "a", "Token": "t"}], "token_budget_words": 1,
+            "max_drawdown": 0.2, "keys": ["open", "close"]}
+    assert secret_keys(tree, "ingest.") == [
+        "ingest.vendor.api_key", "ingest.feeds.0.Token", "ingest.token_budget_words"]
+
+
+def test_a_credential_in_params_is_refused_with_one_line(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump({"ingest": {"source": "yfinance",
+                                               "yfinance": {"API-KEY": "abc123"}}}))
+    with pytest.raises(ValueError) as err:
+        load_params("ingest", path)
+    message = str(err.value)
+    assert message.startswith("params.yaml: ingest.yfinance.API-KEY looks like a credential")
+    assert "abc123" not in message and "\n" not in message
+
+
+def test_the_repository_params_have_no_credentials():
+    params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
+    assert secret_keys(params) == []
+    for section in params:
+        load_params(section)
