@@ -4,6 +4,13 @@ version of the registered model ``cnn-lstm`` tagged with code and data hashes.
 
 A killed run resumes from models/cnn_lstm_checkpoints/last.ckpt when the stage
 reruns with the same params and data (a fingerprint file says which).
+
+Optuna search (``search.n_trials > 0``) scores trials on one purged
+chronological hold-out (``search.cv: holdout``) or by combinatorial purged CV
+(``search.cv: cpcv``, layout in ``search.cpcv``): then each trial also gets
+the Sharpe ratios of the supervised position on every CPCV backtest path,
+traded on data/validated's bars with ``train_agent.costs``. The final model
+is fitted on the hold-out split either way.
 """
 
 from __future__ import annotations
@@ -30,11 +37,33 @@ from tradingrl.models.train import (
     fit_model,
     score_models,
     search_hyperparameters,
+    search_summary,
 )
 from tradingrl.tracking import provenance_tags, tracking_uri, use_experiment, workspace_root
 
 REGISTERED_MODEL = "cnn-lstm"
 FEATURES = REPO_ROOT / "data" / "features"
+VALIDATED = REPO_ROOT / "data" / "validated"
+
+
+def search_cv_from_params(search: dict[str, Any]) -> tuple[str, Any]:
+    """(cv, CPCVSettings or None) from the ``search`` section; a bad value is a
+    one-line ValueError naming its params.yaml key. ``cv`` defaults to holdout."""
+    from tradingrl.models.cpcv_search import CPCVSettings, check_cv
+
+    try:
+        cv = check_cv(search.get("cv", "holdout"))
+    except ValueError as error:
+        raise ValueError(f"train_model.search.{error}") from None
+    if cv != "cpcv":
+        return cv, None
+    if "cpcv" not in search:
+        raise ValueError("train_model.search.cpcv is missing (n_groups, n_test_groups, "
+                         "embargo_bars) while train_model.search.cv is cpcv")
+    try:
+        return cv, CPCVSettings.from_dict(search["cpcv"])
+    except ValueError as error:
+        raise ValueError(f"train_model.search.{error}") from None
 
 
 def settings_from_params(params: dict[str, Any]) -> TrainSettings:
@@ -62,17 +91,33 @@ def main(
     checkpoint_root: Path = REPO_ROOT / "models" / "cnn_lstm_checkpoints",
     reports_dir: Path = REPO_ROOT / "reports",
     repo_root: Path = REPO_ROOT,
+    validated_dir: Path = VALIDATED,
+    costs: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run the stage (arguments exist for tests; DVC uses the defaults).
+    ``costs``: the backtest costs of the CPCV search (None: params.yaml's
+    ``train_agent.costs``, read only when the search runs with cv cpcv).
     Returns the report written to reports/model_metrics.json."""
     import mlflow
     from lightning.pytorch.loggers import MLFlowLogger
 
     params = params if params is not None else load_params("train_model")
     settings = settings_from_params(params)
+    search = params["search"]
+    cv, cpcv_settings = search_cv_from_params(search)
+    use_cpcv = search["n_trials"] > 0 and cv == "cpcv"
     frame = pd.read_parquet(features_dir / "features.parquet")
     feature_names = json.loads((features_dir / "feature_list.json").read_text())["features"]
     datamodule = build_datamodule(frame, feature_names, settings)
+    cpcv_search = None
+    if use_cpcv:
+        from tradingrl.envs.costs import ExecutionCosts
+        from tradingrl.models.cpcv_search import CPCVSearch
+
+        costs = costs if costs is not None else load_params("train_agent")["costs"]
+        cpcv_search = CPCVSearch(
+            frame, feature_names, pd.read_parquet(validated_dir / "ohlcv.parquet"),
+            cpcv_settings, env={"costs": ExecutionCosts(**costs)})
     del frame
 
     tags = provenance_tags(repo_root, "data/features")
@@ -82,29 +127,35 @@ def main(
         mlflow.log_params(flat_params({"train_model": params}))
         mlflow.log_dict(datamodule.split_info, "split_info.json")
 
-        search = params["search"]
+        study = None
         if search["n_trials"] > 0:
-            def log_trial(trial, trial_params, val_loss):
+            def log_trial(trial, trial_params, value, cpcv_summary=None):
                 with mlflow.start_run(run_name=f"trial-{trial.number}", nested=True, tags=tags):
                     mlflow.log_params(trial_params)
-                    mlflow.log_metric("val_loss", val_loss)
+                    if cpcv_summary is None:
+                        mlflow.log_metric("val_loss", value)
+                    else:
+                        _log_cpcv_trial(mlflow, value, cpcv_summary)
 
+            # CPCV trials also depend on the backtest costs: a study of its own.
+            study_key = (run_key if cpcv_search is None else
+                         fingerprint({"train_model": params, "costs": costs},
+                                     tags["data_dvc_md5"]))
             best_model_params, study = search_hyperparameters(
                 datamodule, settings,
                 n_trials=search["n_trials"],
                 storage=f"sqlite:///{workspace_root(repo_root) / 'optuna.db'}",
-                study_name=f"cnn-lstm-{run_key}",
+                study_name=f"cnn-lstm-{study_key}",
                 timeout_s=search["timeout_s"],
                 max_epochs=search["max_epochs"],
                 on_trial=log_trial,
+                cv=cv,
+                cpcv=cpcv_search,
             )
+            del cpcv_search
             settings = TrainSettings(**{**asdict(settings), "model": best_model_params})
-            trials = [
-                {"number": t.number, "state": t.state.name, "value": t.value, "params": t.params}
-                for t in study.trials
-            ]
-        else:
-            trials = []
+        search_report = search_summary(study, cv, cpcv_settings)
+        trials = search_report["trials"]
         mlflow.log_params({f"final.{k}": v for k, v in settings.model.items()})
 
         models, val_losses = [], []
@@ -134,7 +185,7 @@ def main(
             "mc_passes": scored["mc_passes"],
             "metrics": scored["metrics"],
             "beats_baselines": scored["beats_baselines"],
-            "search": {"n_trials": len(trials), "trials": trials},
+            "search": search_report,
             "model": settings.model,
             "mlflow_run_id": run.info.run_id,
         }
@@ -167,6 +218,20 @@ def main(
         f"{REGISTERED_MODEL} v{version} (experiment {experiment_id})"
     )
     return report
+
+
+def _log_cpcv_trial(mlflow: Any, value: float, summary: dict[str, Any]) -> None:
+    """A CPCV trial's numbers in its nested run: the objective, the path
+    Sharpe summary (NaN ones left out), one ``cpcv.path_sharpe`` per path
+    (step = path index), and the whole summary as cpcv.json."""
+    mlflow.log_metric("cpcv.test_log_loss", value)
+    mlflow.log_metrics({f"cpcv.{k}": v for k in ("sharpe_mean", "sharpe_std", "sharpe_min",
+                                                 "sharpe_max", "n_paths")
+                        if (v := summary[k]) is not None})
+    for path, sharpe in enumerate(summary["path_sharpes"]):
+        if sharpe is not None:
+            mlflow.log_metric("cpcv.path_sharpe", sharpe, step=path)
+    mlflow.log_dict(summary, "cpcv.json")
 
 
 def _save_model_dir(out_dir, models, datamodule, settings, scored, feature_names, report) -> None:

@@ -106,6 +106,23 @@ def sma_signal(close: np.ndarray, fast: int, slow: int, short: bool) -> np.ndarr
     return out
 
 
+def supervised_targets(market: MarketArrays, first_decision: int, n_steps: int,
+                       settings: BaselineSettings) -> np.ndarray | None:
+    """The ``supervised`` baseline's targets decided at bars ``first_decision ..
+    first_decision + n_steps - 1``: p_up - p_down of the trend model at each bar,
+    0 where its confidence is below ``settings.supervised_min_confidence``,
+    clipped to [-1, 1]. None when the market carries no p_up/p_down."""
+    names = market.prediction_names
+    if "p_up" not in names or "p_down" not in names:
+        return None
+    bars = np.arange(first_decision, first_decision + n_steps)
+    preds = market.predictions[bars].astype(np.float64)
+    target = preds[:, names.index("p_up")] - preds[:, names.index("p_down")]
+    if "confidence" in names:
+        target[preds[:, names.index("confidence")] < settings.supervised_min_confidence] = 0.0
+    return np.clip(target, -1.0, 1.0)
+
+
 def baseline_targets(market: MarketArrays, first_decision: int, n_steps: int,
                      sma: np.ndarray, settings: BaselineSettings) -> dict[str, np.ndarray]:
     """Target series (one per baseline, ``n_steps`` long) decided at bars
@@ -113,15 +130,11 @@ def baseline_targets(market: MarketArrays, first_decision: int, n_steps: int,
     the SMA crossover target aligned with the market's bars (computed on the
     symbol's whole close history, past-only)."""
     bars = np.arange(first_decision, first_decision + n_steps)
-    names = market.prediction_names
     out = {"buy_and_hold": np.ones(n_steps), "flat": np.zeros(n_steps),
            "sma_crossover": np.asarray(sma, dtype=np.float64)[bars]}
-    if "p_up" in names and "p_down" in names:
-        preds = market.predictions[bars].astype(np.float64)
-        target = preds[:, names.index("p_up")] - preds[:, names.index("p_down")]
-        if "confidence" in names:
-            target[preds[:, names.index("confidence")] < settings.supervised_min_confidence] = 0.0
-        out["supervised"] = np.clip(target, -1.0, 1.0)
+    supervised = supervised_targets(market, first_decision, n_steps, settings)
+    if supervised is not None:
+        out["supervised"] = supervised
     rng = np.random.default_rng(settings.random_seed)
     out["random"] = rng.uniform(-1.0, 1.0, n_steps)
     return out
@@ -166,6 +179,45 @@ def _backtest_steps(result: Any) -> dict[str, np.ndarray]:
             "turnover": np.asarray(result.turnover)}
 
 
+def backtest_sleeve(market: MarketArrays, targets: np.ndarray, first_decision: int,
+                    env: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """Trade ``targets`` (decided from bar ``first_decision`` on) on one symbol
+    through :func:`~tradingrl.backtest.backtest_positions` with the env's
+    costs, cash, fill, minimum trade and risk layer (``env``: the env's keyword
+    arguments; missing keys take the env's defaults). Returns the sleeve's
+    per-step record for :func:`equal_weight_book`."""
+    from tradingrl.backtest import backtest_positions
+
+    result = backtest_positions(
+        market, targets, start_bar=first_decision, costs=env.get("costs"),
+        initial_cash=env.get("initial_cash", 1_000_000.0),
+        fill=env.get("fill", "next_open"),
+        min_trade_fraction=env.get("min_trade_fraction", 1e-6),
+        risk_fn=env.get("risk_fn"), risk_lookback=env.get("risk_lookback", 20))
+    return _backtest_steps(result)
+
+
+def supervised_book(markets: Sequence[MarketArrays], first_decisions: Sequence[int],
+                    env: Mapping[str, Any],
+                    settings: BaselineSettings | None = None) -> BookSeries:
+    """The ``supervised`` baseline's equal-weight book over ``markets`` (one per
+    symbol, carrying the trend model's predictions): market i decides from bar
+    ``first_decisions[i]`` to its second-last bar (the last decision fills at
+    its last bar). Every market must fill at the same timestamps."""
+    settings = settings if settings is not None else BaselineSettings()
+    steps, stamps = [], []
+    for market, first in zip(markets, first_decisions, strict=True):
+        n_steps = len(market) - 1 - int(first)
+        if n_steps < 1:
+            raise ValueError(f"{market.symbol}: no decision bar before the market's last bar")
+        targets = supervised_targets(market, int(first), n_steps, settings)
+        if targets is None:
+            raise ValueError(f"{market.symbol}: the market carries no p_up/p_down predictions")
+        steps.append(backtest_sleeve(market, targets, int(first), env))
+        stamps.append(market.timestamps[int(first) + 1:int(first) + 1 + n_steps])
+    return equal_weight_book(steps, stamps)
+
+
 @dataclass(frozen=True)
 class FoldConfig:
     """Everything a fold needs besides its data.
@@ -198,7 +250,6 @@ def evaluate_fold(table: pd.DataFrame, fold: Fold, config: FoldConfig) -> dict[s
     """
     from tradingrl.agents.data import agent_spans, fit_agent_scaler, span_markets
     from tradingrl.agents.training import algorithm_classes, rollout_policy, train_seeds
-    from tradingrl.backtest import backtest_positions
 
     sessions = pd.DatetimeIndex(table["timestamp"].unique()).sort_values()
     before = sessions[sessions < fold.test_start]
@@ -251,13 +302,7 @@ def evaluate_fold(table: pd.DataFrame, fold: Fold, config: FoldConfig) -> dict[s
             raise ValueError(f"{market.symbol}: market bars missing from the table")
         targets = baseline_targets(market, first, n_steps, full[index], config.baselines)
         for name, series in targets.items():
-            result = backtest_positions(
-                market, series, start_bar=first, costs=env.get("costs"),
-                initial_cash=env.get("initial_cash", 1_000_000.0),
-                fill=env.get("fill", "next_open"),
-                min_trade_fraction=env.get("min_trade_fraction", 1e-6),
-                risk_fn=env.get("risk_fn"), risk_lookback=env.get("risk_lookback", 20))
-            per_baseline[name].append(_backtest_steps(result))
+            per_baseline[name].append(backtest_sleeve(market, series, first, env))
         base_stamps.append(market.timestamps[first + 1:first + 1 + n_steps])
     baselines = {name: equal_weight_book(steps, base_stamps)
                  for name, steps in per_baseline.items() if len(steps) == len(test)}

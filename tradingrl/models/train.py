@@ -224,15 +224,34 @@ def search_hyperparameters(
     study_name: str,
     timeout_s: float | None = None,
     max_epochs: int = 3,
-    on_trial: Callable[[Any, dict[str, Any], float], None] | None = None,
+    on_trial: Callable[..., None] | None = None,
+    cv: str = "holdout",
+    cpcv: Any = None,
 ) -> tuple[dict[str, Any], Any]:
-    """Optuna TPE search of the model's sizes and rates on val_loss, with
-    median pruning through Lightning. The study lives in ``storage`` (an RDB
-    URL: SQLite by default, PostgreSQL for several workers) and is resumed
-    when it exists. Returns (best model kwargs merged over settings.model,
-    study)."""
+    """Optuna TPE search of the model's sizes and rates, minimising one of
+    two scores (``cv``):
+
+    - ``"holdout"``: val_loss of one fit on ``datamodule``'s purged
+      chronological split, with median pruning through Lightning (per epoch);
+      ``on_trial(trial, params, val_loss)`` after each completed trial.
+    - ``"cpcv"``: mean test log loss over the combinatorial purged CV splits
+      of ``cpcv`` (a :class:`tradingrl.models.cpcv_search.CPCVSearch`; one
+      fit per split, ``datamodule`` unused), median pruning on the running
+      mean after each split. The path Sharpe ratios' mean/std/min/max, the
+      paths' Sharpe ratios and n_paths are stored as the trial's user
+      attributes (:data:`tradingrl.models.cpcv_search.USER_ATTRS`), and
+      ``on_trial(trial, params, value, summary)`` gets the whole CPCV summary.
+
+    The study lives in ``storage`` (an RDB URL: SQLite by default,
+    PostgreSQL for several workers) and is resumed when it exists. Returns
+    (best model kwargs merged over settings.model, study)."""
     import optuna
-    from optuna_integration import PyTorchLightningPruningCallback
+
+    from tradingrl.models.cpcv_search import check_cv
+
+    check_cv(cv)
+    if cv == "cpcv" and cpcv is None:
+        raise ValueError("cv='cpcv' needs cpcv= (a tradingrl.models.cpcv_search.CPCVSearch)")
 
     def objective(trial: optuna.Trial) -> float:
         params = {
@@ -244,6 +263,11 @@ def search_hyperparameters(
             "weight_decay": trial.suggest_float("weight_decay", 1e-6, 1e-2, log=True),
         }
         trial_settings = TrainSettings(**{**asdict(settings), "model": {**settings.model, **params}})
+        if cv == "cpcv":
+            return _cpcv_objective(trial, params, trial_settings, cpcv, settings.seed + trial.number,
+                                   max_epochs, on_trial)
+        from optuna_integration import PyTorchLightningPruningCallback
+
         _, val_loss, _ = fit_model(
             datamodule, trial_settings, seed=settings.seed + trial.number,
             callbacks=[PyTorchLightningPruningCallback(trial, monitor="val_loss")],
@@ -269,3 +293,38 @@ def search_hyperparameters(
     if not completed:
         return dict(settings.model), study
     return {**settings.model, **study.best_params}, study
+
+
+def _cpcv_objective(trial: Any, params: dict[str, Any], settings: TrainSettings, cpcv: Any,
+                    seed: int, max_epochs: int,
+                    on_trial: Callable[..., None] | None) -> float:
+    from tradingrl.models.cpcv_search import user_attrs_of
+
+    value, summary = cpcv.evaluate(settings, seed=seed, max_epochs=max_epochs, trial=trial)
+    for name, attr in user_attrs_of(summary).items():
+        trial.set_user_attr(name, attr)
+    if on_trial is not None:
+        on_trial(trial, params, value, summary)
+    return value
+
+
+def search_summary(study: Any, cv: str = "holdout", cpcv: Any = None) -> dict[str, Any]:
+    """The "search" section of reports/model_metrics.json: n_trials, cv, the
+    CPCV layout (``cpcv``: CPCVSettings, with cv "cpcv") and per trial its
+    number, state, value and params, plus with CPCV its path Sharpe summary
+    read back from the trial's user attributes
+    (:func:`tradingrl.models.cpcv_search.trial_cpcv_record`)."""
+    from tradingrl.models.cpcv_search import check_cv, trial_cpcv_record
+
+    check_cv(cv)
+    trials = []
+    for t in study.trials if study is not None else []:
+        record = {"number": t.number, "state": t.state.name, "value": t.value, "params": t.params}
+        if cv == "cpcv":
+            record["cpcv"] = trial_cpcv_record(t.user_attrs)
+        trials.append(record)
+    out: dict[str, Any] = {"n_trials": len(trials), "cv": cv}
+    if cv == "cpcv" and cpcv is not None:
+        out["cpcv"] = asdict(cpcv)
+    out["trials"] = trials
+    return out
