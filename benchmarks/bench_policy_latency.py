@@ -31,7 +31,7 @@ call waited for a core.
 In process: the timed calls also give the breakdown. The functions the
 policy calls are wrapped, for the duration of the run only, with timers
 (~0.3 us per wrapped call): ``prepare_ohlcv`` (input checks),
-``feature_block`` (and within it ``compute_features``, the indicators),
+``feature_block`` (and within it ``feature_matrix``, the indicators),
 the trend model's ``predict_windows`` (within it ``_ensemble_passes``, the
 MC-dropout forward passes; the rest is scaling and averaging the passes),
 the agent's ``predict`` and the risk layer; "other" is the rest of the call
@@ -219,14 +219,14 @@ PARTS: tuple[tuple[str, str | None, str], ...] = (
 def instrumented(policy: Any, timers: PartTimers) -> Iterator[None]:
     """Wrap the functions :meth:`TradingPolicy.decide` calls with ``timers``
     (module attributes are looked up at call time by the policy's code)."""
-    from tradingrl.features import build
+    from tradingrl.features import build, fast_features
     from tradingrl.models import uncertainty
     from tradingrl.registry import policy as policy_module
 
     targets = [
         (policy_module, "prepare_ohlcv", "prepare_ohlcv"),
         (build, "feature_block", "features"),
-        (build, "compute_features", "compute_features"),
+        (fast_features, "feature_matrix", "compute_features"),
         (policy.trend_model, "predict_windows", "trend_model"),
         (uncertainty, "_ensemble_passes", "mc_forward_passes"),
         (policy.agent, "predict", "agent"),
@@ -279,7 +279,7 @@ def print_breakdown(n_symbols: int, total: np.ndarray, parts: dict[str, np.ndarr
     labels = {
         "prepare_ohlcv": "prepare_ohlcv (input checks)",
         "features": "features (feature_block)",
-        "compute_features": "indicators (compute_features)",
+        "compute_features": "indicators (feature_matrix)",
         "trend_model": "trend model (predict_windows)",
         "mc_forward_passes": "CNN+LSTM passes (_ensemble_passes)",
         "agent": "agent (SB3 predict)",

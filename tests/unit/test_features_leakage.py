@@ -33,7 +33,8 @@ def random_bars(n: int, seed: int) -> dict[str, np.ndarray]:
 
 def with_new_future(bars: dict[str, np.ndarray], t: int, seed: int) -> dict[str, np.ndarray]:
     """Same bars up to and including t; an unrelated path after t."""
-    future = random_bars(len(bars["close"]), seed)
+    # Offset: the base path is seed 11; a future drawn with it would not differ.
+    future = random_bars(len(bars["close"]), 100_000 + seed)
     scale = bars["close"][t] / future["close"][t]
     out = {}
     for key, values in bars.items():
