@@ -14,6 +14,8 @@ Everything arrives as arguments (paths included); nothing reads params.yaml.
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -227,6 +229,7 @@ def search_hyperparameters(
     on_trial: Callable[..., None] | None = None,
     cv: str = "holdout",
     cpcv: Any = None,
+    worker: int = 0,
 ) -> tuple[dict[str, Any], Any]:
     """Optuna TPE search of the model's sizes and rates, minimising one of
     two scores (``cv``):
@@ -243,7 +246,14 @@ def search_hyperparameters(
       ``on_trial(trial, params, value, summary)`` gets the whole CPCV summary.
 
     The study lives in ``storage`` (an RDB URL: SQLite by default,
-    PostgreSQL for several workers) and is resumed when it exists. Returns
+    PostgreSQL for several workers) and is resumed when it exists. Several
+    processes may run this on one study at once, each with its own ``worker``
+    number: ``n_trials`` is the study's total (finished trials of every
+    worker count; a worker stops when the total is reached, so the study may
+    end up to one trial per worker over it), each worker's sampler draws from
+    its own seed (``settings.seed`` + 7919 * worker: the same seed would
+    propose the same first configurations in every worker), and every trial
+    records its ``worker`` (number, host, pid) as a user attribute. Returns
     (best model kwargs merged over settings.model, study)."""
     import optuna
 
@@ -253,7 +263,12 @@ def search_hyperparameters(
     if cv == "cpcv" and cpcv is None:
         raise ValueError("cv='cpcv' needs cpcv= (a tradingrl.models.cpcv_search.CPCVSearch)")
 
+    if isinstance(worker, bool) or not isinstance(worker, int) or worker < 0:
+        raise ValueError(f"worker must be an int >= 0, got {worker!r}")
+    worker_id = f"{worker}:{socket.gethostname()}:{os.getpid()}"
+
     def objective(trial: optuna.Trial) -> float:
+        trial.set_user_attr("worker", worker_id)
         params = {
             "conv_channels": trial.suggest_categorical("conv_channels", [16, 32, 64]),
             "conv_kernel_size": trial.suggest_categorical("conv_kernel_size", [3, 5, 7]),
@@ -282,13 +297,16 @@ def search_hyperparameters(
         storage=storage,
         study_name=study_name,
         direction="minimize",
-        sampler=optuna.samplers.TPESampler(seed=settings.seed),
+        sampler=optuna.samplers.TPESampler(seed=settings.seed + 7919 * worker),
         pruner=optuna.pruners.MedianPruner(n_warmup_steps=1),
         load_if_exists=True,
     )
-    done = len([t for t in study.trials if t.state.is_finished()])
+    finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED,
+                optuna.trial.TrialState.FAIL)
+    done = len(study.get_trials(deepcopy=False, states=finished))
     if n_trials > done:
-        study.optimize(objective, n_trials=n_trials - done, timeout=timeout_s)
+        study.optimize(objective, n_trials=n_trials - done, timeout=timeout_s,
+                       callbacks=[optuna.study.MaxTrialsCallback(n_trials, states=finished)])
     completed = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if not completed:
         return dict(settings.model), study
