@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed-stamp
 # and resolving it with everything else could pick CUDA wheels instead.
 TORCH  := torch==2.13.0
 
-.PHONY: setup run test test-fast bench lint ui clean
+.PHONY: setup run test test-fast bench lint ui serve clean
 
 setup: $(STAMP)
 
@@ -23,7 +23,7 @@ run: setup
 	PATH=$(BIN):$$PATH dvc repro
 
 test: setup
-	$(BIN)/ruff check tradingrl tasks tests benchmarks
+	$(BIN)/ruff check tradingrl tasks flows tests benchmarks
 	PATH=$(BIN):$$PATH pytest -n 2 --durations=15
 
 test-fast: setup
@@ -44,11 +44,15 @@ bench: setup
 	PATH=$(BIN):$$PATH python benchmarks/bench_policy_latency.py  # needs `make run` first
 
 lint: setup
-	$(BIN)/ruff check tradingrl tasks tests benchmarks
+	$(BIN)/ruff check tradingrl tasks flows tests benchmarks
 
+# MLflow UI on http://127.0.0.1:5000 over mlflow.db and mlartifacts/ (Ctrl-C stops it)
 ui: setup
-	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db \
-	    --default-artifact-root $(CURDIR)/mlartifacts
+	$(BIN)/tradingrl ui --repo $(CURDIR)
+
+# The Prefect deployments of pipelines.yaml on their schedules, until Ctrl-C
+serve: setup
+	PATH=$(BIN):$$PATH tradingrl serve --config $(CURDIR)/pipelines.yaml
 
 clean:
 	rm -rf data/raw data/validated data/quarantine data/features data/predictions models \

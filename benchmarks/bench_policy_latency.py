@@ -30,14 +30,14 @@ call waited for a core.
 
 In process: the timed calls also give the breakdown. The functions the
 policy calls are wrapped, for the duration of the run only, with timers
-(~0.3 us per wrapped call): ``prepare_ohlcv`` (input checks),
+(~0.3 us per wrapped call): ``check_ohlcv`` (input checks),
 ``feature_block`` (and within it ``feature_matrix``, the indicators),
 the trend model's ``predict_windows`` (within it ``_ensemble_passes``, the
 MC-dropout forward passes; the rest is scaling and averaging the passes),
 the agent's ``predict`` and the risk layer; "other" is the rest of the call
 (grouping by symbol, building the observation, the output frame). The script
 checks that every wrapper ran as often as the policy's code path says
-(once per symbol per call; ``prepare_ohlcv`` once per call) and stops if
+(once per symbol per call; ``check_ohlcv`` once per call) and stops if
 not, so a changed code path cannot silently move time into "other".
 
 Over HTTP: the bundle is logged with :func:`~tradingrl.registry.log_trading_policy`
@@ -224,7 +224,7 @@ def instrumented(policy: Any, timers: PartTimers) -> Iterator[None]:
     from tradingrl.registry import policy as policy_module
 
     targets = [
-        (policy_module, "prepare_ohlcv", "prepare_ohlcv"),
+        (policy_module, "check_ohlcv", "prepare_ohlcv"),
         (build, "feature_block", "features"),
         (fast_features, "feature_matrix", "compute_features"),
         (policy.trend_model, "predict_windows", "trend_model"),
@@ -277,7 +277,7 @@ def in_process(policy: Any, wins: list[pd.DataFrame], n_symbols: int, warmup: in
 
 def print_breakdown(n_symbols: int, total: np.ndarray, parts: dict[str, np.ndarray]) -> None:
     labels = {
-        "prepare_ohlcv": "prepare_ohlcv (input checks)",
+        "prepare_ohlcv": "check_ohlcv (input checks)",
         "features": "features (feature_block)",
         "compute_features": "indicators (feature_matrix)",
         "trend_model": "trend model (predict_windows)",

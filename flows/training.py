@@ -91,17 +91,43 @@ def _stage_error(name: str, output: str) -> str:
     return lines[-1] if lines else f"dvc repro of {name} printed nothing"
 
 
-def _dvc_env() -> dict[str, str]:
+def _dvc_env(task_runner: str | None) -> dict[str, str]:
     """The environment for dvc: this interpreter's bin folder first on PATH,
-    so a stage's ``python -m tasks.X`` runs in the same virtualenv."""
+    so a stage's ``python -m tasks.X`` runs in the same virtualenv; the task
+    runner for the stages' parallel parts (:mod:`tradingrl.parallel`); and
+    this flow's Prefect API, so a stage that runs a Prefect flow of its own
+    (folds on Dask) reports to the same server instead of starting one."""
+    from prefect.settings import PREFECT_API_URL
+
+    from tradingrl.parallel import RUNNER_ENV
+
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env.pop(RUNNER_ENV, None)
+    if task_runner is not None:
+        env[RUNNER_ENV] = task_runner
+    api = PREFECT_API_URL.value()
+    if api:
+        env["PREFECT_API_URL"] = api
     return env
+
+
+def task_runner_setting(repo_root: Path) -> str | None:
+    """``pipelines.yaml``'s task runner (validated) as the stages read it, or
+    None without a pipelines.yaml (the stages then run their parts serially)."""
+    path = repo_root / "pipelines.yaml"
+    if not path.is_file():
+        return None
+    from tradingrl.orchestration import load_pipelines
+    from tradingrl.parallel import runner_to_env
+
+    return runner_to_env(load_pipelines(path, repo_root=repo_root).task_runner)
 
 
 @task(retries=2, retry_delay_seconds=exponential_backoff(backoff_factor=10),
       task_run_name="{stage}")
-def run_stage(stage: str, repo_root: str, force: bool = False) -> StageResult:
+def run_stage(stage: str, repo_root: str, force: bool = False,
+              task_runner: str | None = None) -> StageResult:
     """``dvc repro --single-item <stage>`` in ``repo_root``: DVC reruns the
     stage only if its dependencies, params or outputs changed (``force``:
     always). Raises :class:`StageFailed` with the stage's error line."""
@@ -110,7 +136,7 @@ def run_stage(stage: str, repo_root: str, force: bool = False) -> StageResult:
     if force:
         command.append("--force")
     start = time.perf_counter()
-    proc = subprocess.run(command, cwd=repo_root, env=_dvc_env(), capture_output=True,
+    proc = subprocess.run(command, cwd=repo_root, env=_dvc_env(task_runner), capture_output=True,
                           text=True, check=False)
     seconds = time.perf_counter() - start
     output = proc.stdout + proc.stderr
@@ -127,6 +153,8 @@ def run_stage(stage: str, repo_root: str, force: bool = False) -> StageResult:
         raise StageFailed(f"stage {stage}: could not tell from dvc's output whether it ran: "
                           f"{output.strip()[-300:]!r}")
     logger.info("stage %s %s in %.1f s", stage, status, seconds)
+    if status == "ran":
+        logger.info("%s printed:\n%s", stage, "\n".join(proc.stdout.splitlines()[-20:]))
     return StageResult(stage, status, seconds)
 
 
@@ -192,9 +220,12 @@ def training_flow(repo_root: str = str(REPO_ROOT), force: bool = False,
     after a stage's first failure. Returns one record per stage."""
     root = Path(repo_root).resolve()
     stages = pipeline_stages(root)
-    get_run_logger().info("pipeline %s: %s", root, " -> ".join(stages))
+    task_runner = task_runner_setting(root)
+    get_run_logger().info("pipeline %s: %s (task runner %s)", root, " -> ".join(stages),
+                          task_runner or "none: serial")
     runner = run_stage.with_options(retries=retries)
-    results = [runner(stage, str(root), force=force) for stage in stages]
+    results = [runner(stage, str(root), force=force, task_runner=task_runner)
+               for stage in stages]
     create_markdown_artifact(key="training-summary", markdown=summary_markdown(root, results),
                              description="Stages, out-of-sample metrics, promotion decision")
     return [asdict(r) for r in results]

@@ -59,12 +59,13 @@ def main(params: dict[str, Any] | None = None, agent_params: dict[str, Any] | No
         BaselineSettings,
         FoldConfig,
         concatenate,
-        evaluate_fold,
+        evaluate_fold_job,
         json_safe,
         summarise,
     )
     from tradingrl.evaluation.sharpe import deflated_sharpe_ratio
     from tradingrl.evaluation.walk_forward import Fold
+    from tradingrl.parallel import map_parallel, runner_from_env
     from tradingrl.tracking import provenance_tags, use_experiment
 
     params = params if params is not None else load_params("evaluate")
@@ -104,17 +105,22 @@ def main(params: dict[str, Any] | None = None, agent_params: dict[str, Any] | No
     prepare_resumable(runs_root, run_key)
 
     baseline_settings = BaselineSettings(**params["baselines"])
-    results = []
-    for fold in folds[1:]:
-        config = FoldConfig(
-            settings=settings, env_kwargs=env_kwargs, features=features,
-            prediction_names=prediction_names, val_fraction=agent_params["val_fraction"],
-            out_dir=runs_root / f"fold-{fold.index}",
-            embargo_timestamps=int(walk_forward.get("embargo_timestamps", 0)),
-            baselines=baseline_settings)
-        result = evaluate_fold(table, fold, config)
-        results.append(result)
-        print(f"evaluate: fold {fold.index} {result['test']['start'][:10]}..."
+    calls = [{"table": table, "fold": fold, "torch_threads": int(agent_params["torch_threads"]),
+              "config": FoldConfig(
+                  settings=settings, env_kwargs=env_kwargs, features=features,
+                  prediction_names=prediction_names, val_fraction=agent_params["val_fraction"],
+                  out_dir=runs_root / f"fold-{fold.index}",
+                  embargo_timestamps=int(walk_forward.get("embargo_timestamps", 0)),
+                  baselines=baseline_settings)}
+             for fold in folds[1:]]
+    # Folds are independent: on a Dask task runner (pipelines.yaml, through
+    # the training flow) they run in parallel processes, else one by one.
+    runner = runner_from_env()
+    if runner is not None:
+        print(f"evaluate: {len(calls)} folds on task runner {runner.kind}")
+    results = map_parallel(evaluate_fold_job, calls, settings=runner, name="fold")
+    for result in results:
+        print(f"evaluate: fold {result['fold']} {result['test']['start'][:10]}..."
               f"{result['test']['end'][:10]} done (seed {result['chosen_seed']} chosen)")
 
     policy = concatenate([r["policy"] for r in results])

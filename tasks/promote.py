@@ -2,7 +2,11 @@
 
 1. Bundle the whole decision (feature code path, scaler, CNN+LSTM, agent,
    risk layer) into models/trading_policy and register it as a new version of
-   the MLflow model ``trading-policy`` with alias ``challenger``.
+   the MLflow model ``trading-policy`` with alias ``challenger``. The bundle
+   carries its reference window (``reference.parquet``): the bundle's own
+   decisions over the last ``monitoring.reference_sessions`` sessions of
+   data/features, what the drift check (flows/monitoring.py) compares new
+   data with once the version is champion.
 2. Run the promotion gate (:mod:`tradingrl.registry.gate`) on the walk-forward
    evaluation against the thresholds in params and the current champion.
 3. Pass: alias ``champion`` moves to the new version, as the last step (after
@@ -49,8 +53,20 @@ def champion_record(client: Any, name: str) -> dict[str, Any] | None:
             "folds_key": tags.get("folds_key")}
 
 
+def reference_table(bundle: Path, bars: pd.DataFrame, features: pd.DataFrame,
+                    sessions: int) -> pd.DataFrame:
+    """The bundle's decisions (features, predictions, targets) over the last
+    ``sessions`` sessions of ``features``, replayed with the bundle itself."""
+    from tradingrl.monitoring.decisions import read_env_config, reference_window
+    from tradingrl.registry import TradingPolicy
+
+    return reference_window(TradingPolicy.load(bundle), read_env_config(bundle), bars, features,
+                            sessions=sessions)
+
+
 def main(params: dict[str, Any] | None = None, features_params: dict[str, Any] | None = None,
-         repo_root: Path = REPO_ROOT) -> dict[str, Any]:
+         repo_root: Path = REPO_ROOT,
+         monitoring_params: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run the stage (arguments exist for tests; DVC uses the defaults)."""
     import mlflow
     from mlflow import MlflowClient
@@ -68,15 +84,23 @@ def main(params: dict[str, Any] | None = None, features_params: dict[str, Any] |
 
     params = params if params is not None else load_params("promote")
     features_params = features_params if features_params is not None else load_params("features")
+    monitoring_params = (monitoring_params if monitoring_params is not None
+                         else load_params("monitoring"))
     reports = repo_root / "reports"
     evaluation = json.loads((reports / "metrics.json").read_text())
     thresholds = GateThresholds(**params["gate"])
 
-    bundle = build_policy_bundle(repo_root / "models" / "cnn_lstm", repo_root / "models" / "agent",
-                                 features_params, repo_root / "models" / "trading_policy",
-                                 overwrite=True)
-    manifest = json.loads((bundle / "policy.json").read_text())
+    pieces = (repo_root / "models" / "cnn_lstm", repo_root / "models" / "agent", features_params,
+              repo_root / "models" / "trading_policy")
+    bundle = build_policy_bundle(*pieces, overwrite=True)
     bars = pd.read_parquet(repo_root / "data" / "validated" / "ohlcv.parquet")
+    # The reference window is the bundle's own decisions, so it is replayed
+    # with the bundle just built and then added to it.
+    reference = reference_table(bundle, bars,
+                                pd.read_parquet(repo_root / "data" / "features" / "features.parquet"),
+                                int(monitoring_params["reference_sessions"]))
+    bundle = build_policy_bundle(*pieces, overwrite=True, reference=reference)
+    manifest = json.loads((bundle / "policy.json").read_text())
     first = min(bars["symbol"].unique())
     example = (bars[bars["symbol"] == first].sort_values("timestamp")
                .tail(int(manifest["min_history_bars"])).reset_index(drop=True))
@@ -126,6 +150,9 @@ def main(params: dict[str, Any] | None = None, features_params: dict[str, Any] |
 
     print(f"promote: {REGISTERED_MODEL} v{version} {record['decision']}"
           + ("" if passed else f" ({'; '.join(record['reasons'])})"))
+    window = manifest["reference"]
+    print(f"promote: reference window {window['sessions']} sessions x {window['symbols']} symbols "
+          f"({window['first'][:10]} .. {window['last'][:10]})")
     return record
 
 

@@ -16,6 +16,7 @@ is fitted on the hold-out split either way.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,24 @@ def search_cv_from_params(search: dict[str, Any]) -> tuple[str, Any]:
         return cv, CPCVSettings.from_dict(search["cpcv"])
     except ValueError as error:
         raise ValueError(f"train_model.search.{error}") from None
+
+
+STORAGE_ENV = "TRADINGRL_OPTUNA_STORAGE"
+
+
+def optuna_storage(search: dict[str, Any], repo_root: Path) -> str:
+    """The Optuna study's RDB URL: $TRADINGRL_OPTUNA_STORAGE, else
+    ``search.storage``, else ``sqlite:///<repo>/optuna.db``. A URL with a
+    password in params is refused (params are logged to MLflow): put it in
+    the environment variable or the database's own password file."""
+    import re
+
+    in_params = search.get("storage")
+    if in_params and re.search(r"://[^/@]*:[^/@]*@", str(in_params)):
+        raise ValueError(f"train_model.search.storage holds a password; params are logged to "
+                         f"MLflow, so set the URL in ${STORAGE_ENV} (or use ~/.pgpass)")
+    return (os.environ.get(STORAGE_ENV) or in_params
+            or f"sqlite:///{workspace_root(repo_root) / 'optuna.db'}")
 
 
 def settings_from_params(params: dict[str, Any]) -> TrainSettings:
@@ -144,7 +163,7 @@ def main(
             best_model_params, study = search_hyperparameters(
                 datamodule, settings,
                 n_trials=search["n_trials"],
-                storage=f"sqlite:///{workspace_root(repo_root) / 'optuna.db'}",
+                storage=optuna_storage(search, repo_root),
                 study_name=f"cnn-lstm-{study_key}",
                 timeout_s=search["timeout_s"],
                 max_epochs=search["max_epochs"],

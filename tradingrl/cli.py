@@ -158,5 +158,157 @@ def _predict(path: Path, model: str, **read):
     return mlflow.pyfunc.load_model(model).predict(serving_input(bars))
 
 
+@app.command()
+def serve(
+    config: Annotated[Path, typer.Option(
+        help="The deployments file; entrypoints are relative to its folder.")
+    ] = Path("pipelines.yaml"),
+    check: Annotated[bool, typer.Option(
+        "--check", help="Validate and list the deployments, then exit.")] = False,
+    debug: Annotated[bool, typer.Option(help="Show the traceback on errors.")] = False,
+) -> None:
+    """Serve the Prefect deployments of pipelines.yaml on their cron schedules.
+
+    Validates the file, prints one line per deployment (name, entrypoint,
+    cron, time zone, next run), then serves them all with prefect.serve (no
+    work pool needed) until Ctrl-C. Set PREFECT_API_URL to a running
+    `prefect server start` to keep the runs and see them in the Prefect UI.
+    An invalid file: exit 1 with a one-line reason naming the line.
+    """
+    from tradingrl.orchestration import PipelinesError
+
+    try:
+        pipelines = _list_deployments(config)
+        if check:
+            return
+        if not pipelines.deployments:
+            raise PipelinesError(f"{config}: declares no deployments; nothing to serve")
+        serving = _flows_serve()
+        _warn_without_prefect_server()
+        serving.serve(config)
+    except PipelinesError as error:
+        if debug:
+            raise
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        typer.echo("stopped serving", err=True)
+        raise typer.Exit(130) from None
+
+
+def _list_deployments(config: Path):
+    from datetime import UTC
+
+    from tradingrl.orchestration import load_pipelines, next_run
+
+    pipelines = load_pipelines(config)
+    runner = pipelines.task_runner
+    detail = (f"scheduler {runner.dask_address}" if runner.dask_address
+              else f"max_workers {runner.max_workers or 'default'}")
+    typer.echo(f"{config}: {len(pipelines.deployments)} deployment(s); "
+               f"task runner {runner.kind} ({detail})")
+    rows = []
+    for spec in pipelines.deployments:
+        when = next_run(spec)
+        utc = when.astimezone(UTC)
+        also_utc = "" if spec.timezone == "UTC" else f" ({utc:%Y-%m-%d %H:%M} UTC)"
+        rows.append((spec.name, spec.entrypoint, spec.cron, spec.timezone,
+                     f"next {when:%Y-%m-%d %H:%M %Z}{also_utc}"))
+    widths = [max((len(row[i]) for row in rows), default=0) for i in range(4)]
+    for row in rows:
+        typer.echo("  ".join([*(cell.ljust(w) for cell, w in zip(row, widths)), row[4]]))
+    return pipelines
+
+
+def _flows_serve():
+    """flows/serve.py of the checkout this tradingrl runs from: flows/ is
+    repository code (run from the repo root), not part of the installed package."""
+    import importlib
+    import sys
+
+    from tradingrl.orchestration import PipelinesError
+
+    checkout = Path(__file__).resolve().parents[1]
+    if not (checkout / "flows" / "serve.py").is_file():
+        raise PipelinesError(f"{checkout / 'flows' / 'serve.py'} not found: tradingrl serve "
+                             "runs from a checkout of the repository (pip install -e .)")
+    if str(checkout) not in sys.path:
+        sys.path.insert(0, str(checkout))
+    return importlib.import_module("flows.serve")
+
+
+def _warn_without_prefect_server() -> None:
+    from prefect.settings import get_current_settings
+
+    if get_current_settings().api.url is None:
+        typer.echo("note: PREFECT_API_URL is not set, so Prefect starts a temporary server "
+                   "that ends with this command; run `prefect server start` and set "
+                   "PREFECT_API_URL=http://127.0.0.1:4200/api to keep the runs and use the "
+                   "Prefect UI", err=True)
+
+
+@app.command()
+def ui(
+    host: Annotated[str, typer.Option(
+        help="Interface to bind; 127.0.0.1 keeps the UI on this machine.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port of the UI and REST API.")] = 5000,
+    repo: Annotated[Path, typer.Option(
+        help="The checkout whose mlflow.db and mlartifacts/ to show.")] = Path("."),
+    workers: Annotated[int, typer.Option(help="Server worker processes.")] = 1,
+) -> None:
+    """Start the MLflow UI (`mlflow server`) on this checkout's store.
+
+    Backend store: the SQLite file the stages log to (sqlite:///<repo>/mlflow.db,
+    the `dvc exp run --temp` copies resolved to the checkout). Artifacts: both
+    --default-artifact-root and --artifacts-destination are file://<repo>/mlartifacts.
+    The default root keeps every new experiment's artifact location a plain file
+    path, like the ones the stages create (file://<repo>/mlartifacts): runs logged
+    over HTTP (MLFLOW_TRACKING_URI=http://127.0.0.1:PORT) write there directly and
+    stay readable through the SQLite URI the stages, `tradingrl predict` and
+    `mlflow models serve` use; the server's default, the mlflow-artifacts:/ proxy,
+    would record URIs that only an HTTP client can resolve. The runs already
+    logged with file paths are read by the server from those paths. The
+    destination points the proxy (kept on for clients that ask for it) at the
+    same folder instead of ./mlartifacts of wherever the server was started.
+    MLflow's job runner (about seven worker processes, ~1.3 GB, for its GenAI
+    jobs, unused here) is off unless MLFLOW_SERVER_ENABLE_JOB_EXECUTION is set.
+    Ctrl-C stops the server.
+    """
+    import os
+    import subprocess
+    import sys
+
+    from tradingrl.tracking import artifact_root, workspace_root
+
+    root = workspace_root(repo)
+    if not root.is_dir():
+        typer.echo(f"error: {repo}: no such folder", err=True)
+        raise typer.Exit(1)
+    store = f"sqlite:///{root / 'mlflow.db'}"
+    artifacts = artifact_root(store)
+    command = [
+        sys.executable, "-m", "mlflow", "server",
+        "--backend-store-uri", store,
+        "--default-artifact-root", artifacts,
+        "--artifacts-destination", artifacts,
+        "--host", host, "--port", str(port), "--workers", str(workers),
+    ]
+    shown = f"[{host}]" if ":" in host else host
+    typer.echo(f"MLflow UI: http://{shown}:{port}  (store {store}, artifacts {artifacts})")
+    env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ}
+    process = subprocess.Popen(command, env=env)
+    try:
+        code = process.wait()
+    except KeyboardInterrupt:
+        # The terminal sent SIGINT to the server too; give it time to stop cleanly.
+        try:
+            code = process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.terminate()
+            code = process.wait()
+    # A server ended by a signal: the shell's convention, 128 + signal number.
+    raise typer.Exit(code if code >= 0 else 128 - code)
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()

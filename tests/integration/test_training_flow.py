@@ -2,9 +2,10 @@
 tracking to a real ``mlflow server`` over HTTP, on the tiny profile of
 test_dvc_repro: every stage runs through DVC in the DAG's order and leaves
 what test_dvc_repro.check_pipeline_outputs requires (the registry read back
-over HTTP), a second run reruns no stage, a failing stage fails the flow with
-its own message, and a fake API key in the environment appears in nothing
-MLflow or Prefect recorded."""
+over HTTP), a second run reruns no stage, a flow killed in the middle of
+train_agent resumes from its checkpoints without redoing finished stages, a
+failing stage fails the flow with its own message, and a fake API key in the
+environment appears in nothing MLflow or Prefect recorded."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 from test_dvc_repro import (  # repo_copy is the fixture, used by name
     BIN,
     check_pipeline_outputs,
@@ -51,7 +53,8 @@ def mlflow_server(repo_copy: Path):  # noqa: F811
         [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
          "--backend-store-uri", f"sqlite:///{repo_copy / 'mlflow.db'}",
          "--default-artifact-root", str(repo_copy / "mlartifacts"), "--workers", "1"],
-        cwd=repo_copy, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        cwd=repo_copy, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120
@@ -73,6 +76,34 @@ def mlflow_server(repo_copy: Path):  # noqa: F811
         try:
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()
+
+
+def kill_flow_during(repo: Path, folder: str, pattern: str, timeout_s: float = 600) -> bool:
+    """Run ``training_flow`` on ``repo`` in a subprocess (its own Prefect
+    ephemeral API, its own process group) and SIGKILL the whole group as soon
+    as a file matching ``pattern`` exists under ``repo/folder``. False if the
+    flow ended first."""
+    script = ("import sys; from flows.training import training_flow; "
+              "training_flow(repo_root=sys.argv[1], retries=0)")
+    log = open(repo.parent / "killed-flow.log", "w")  # noqa: SIM115
+    proc = subprocess.Popen([str(BIN / "python"), "-c", script, str(repo)], cwd=repo,
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                            env={**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+                                 "PREFECT_SERVER_ANALYTICS_ENABLED": "false"})
+    try:
+        deadline = time.monotonic() + timeout_s
+        while proc.poll() is None and time.monotonic() < deadline:
+            if any((repo / folder).rglob(pattern)):
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                return True
+            time.sleep(0.2)
+        return False
+    finally:
+        if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
         log.close()
@@ -115,6 +146,10 @@ def test_training_flow_end_to_end_over_an_mlflow_server(repo_copy: Path, mlflow_
     from flows.training import pipeline_stages, training_flow
 
     set_tiny_profile(repo_copy)
+    # Walk-forward folds on a local Dask cluster (prefect-dask), as pipelines.yaml says.
+    pipelines = yaml.safe_load((repo_copy / "pipelines.yaml").read_text())
+    pipelines["task_runner"] = {"kind": "dask", "max_workers": 2, "dask_address": None}
+    (repo_copy / "pipelines.yaml").write_text(yaml.safe_dump(pipelines, sort_keys=False))
     secret = f"fake-key-{uuid.uuid4().hex}"
     monkeypatch.setenv(SECRET_ENV, secret)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
@@ -124,12 +159,22 @@ def test_training_flow_end_to_end_over_an_mlflow_server(repo_copy: Path, mlflow_
     assert stages == ["ingest", "validate", "features", "train_model", "predict_oof",
                       "train_agent", "evaluate", "promote"]
 
+    # A crash in the middle of train_agent: the flow's whole process group
+    # (flow, dvc, the stage) is SIGKILLed once the first agent checkpoint exists.
+    killed = kill_flow_during(repo_copy, "models/agent_runs", "agent_*_steps.zip")
+    assert killed, "the flow finished before a train_agent checkpoint appeared"
+    assert (repo_copy / "models/cnn_lstm/config.json").is_file()  # finished before the crash
+    assert not (repo_copy / "reports/agent_metrics.json").exists()
+
     with prefect_test_harness(server_startup_timeout=120):
         first = training_flow(repo_root=str(repo_copy), retries=0, return_state=True)
         assert first.is_completed(), first.message
         records = first.result()
         assert [r["stage"] for r in records] == stages
-        assert {r["status"] for r in records} == {"ran"}
+        # Finished stages are not redone; the killed one resumes from its checkpoints.
+        assert [r["status"] for r in records] == ["skipped"] * 5 + ["ran"] * 3
+        resumed = json.loads((repo_copy / "reports/agent_metrics.json").read_text())["seeds"]
+        assert any(seed["resumed_from"] for seed in resumed), resumed
 
         second = training_flow(repo_root=str(repo_copy), retries=0)
         assert [r["status"] for r in second] == ["skipped"] * len(stages)
@@ -143,7 +188,8 @@ def test_training_flow_end_to_end_over_an_mlflow_server(repo_copy: Path, mlflow_
             return [log.message for log in logs], "\n".join(str(a.data) for a in artifacts)
 
         prefect_logs, markdown = asyncio.run(recorded(first.state_details.flow_run_id))
-    assert any("train_model ran" in message for message in prefect_logs)
+    assert any("train_agent ran" in message for message in prefect_logs)
+    assert any("train_model skipped" in message for message in prefect_logs)
 
     # Every output of the DAG (the aliases read back through the server).
     check_pipeline_outputs(repo_copy)
@@ -171,6 +217,16 @@ def test_training_flow_end_to_end_over_an_mlflow_server(repo_copy: Path, mlflow_
     # DVC agrees that nothing is left to run.
     again = sh(["dvc", "repro"], repo_copy)
     assert "Running stage" not in again.stdout
+
+    # The folds ran on Dask; run serially (plain dvc, no task runner), the
+    # evaluation's numbers are the same.
+    assert any("evaluate: 1 folds on task runner dask" in m for m in prefect_logs)
+    on_dask = json.loads((repo_copy / "reports/metrics.json").read_text())
+    serial = sh(["dvc", "repro", "--force", "--single-item", "evaluate"], repo_copy)
+    assert "task runner" not in serial.stdout
+    in_order = json.loads((repo_copy / "reports/metrics.json").read_text())
+    on_dask.pop("mlflow_run_id"), in_order.pop("mlflow_run_id")
+    assert on_dask == in_order
 
 
 def test_a_failing_stage_fails_the_flow_with_its_own_message(repo_copy: Path):  # noqa: F811

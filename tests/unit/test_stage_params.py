@@ -33,3 +33,18 @@ def test_the_repository_params_have_no_credentials():
     assert secret_keys(params) == []
     for section in params:
         load_params(section)
+
+
+def test_optuna_storage_comes_from_the_environment_or_params_without_a_password(
+        tmp_path, monkeypatch):
+    from tasks.train_model import STORAGE_ENV, optuna_storage
+
+    monkeypatch.delenv(STORAGE_ENV, raising=False)
+    assert optuna_storage({"storage": None}, tmp_path).startswith("sqlite:///")
+    assert optuna_storage({"storage": "postgresql://optuna@db/studies"}, tmp_path) == (
+        "postgresql://optuna@db/studies")
+    monkeypatch.setenv(STORAGE_ENV, "postgresql://optuna:s3cret@db/studies")
+    assert optuna_storage({"storage": None}, tmp_path) == "postgresql://optuna:s3cret@db/studies"
+    with pytest.raises(ValueError, match="holds a password") as err:
+        optuna_storage({"storage": "postgresql://optuna:s3cret@db/studies"}, tmp_path)
+    assert "s3cret" not in str(err.value)

@@ -240,6 +240,16 @@ class FoldConfig:
     baselines: BaselineSettings = field(default_factory=BaselineSettings)
 
 
+def evaluate_fold_job(table: pd.DataFrame, fold: Fold, config: FoldConfig,
+                      torch_threads: int = 1) -> dict[str, Any]:
+    """:func:`evaluate_fold` as a piece of work for another process (a Dask
+    worker): sets torch's intra-op threads there first, as the stage does."""
+    import torch
+
+    torch.set_num_threads(int(torch_threads))
+    return evaluate_fold(table, fold, config)
+
+
 def evaluate_fold(table: pd.DataFrame, fold: Fold, config: FoldConfig) -> dict[str, Any]:
     """Train the fold's agents on the data before ``fold``'s test block and
     trade the block with them and with the baselines (see the module docstring).

@@ -7,6 +7,10 @@ Layout (written by :func:`build_policy_bundle`)::
                          (the trend model as ``TrendModel.load`` reads it)
     agent/               agent.zip (SB3), env_config.json, scaler.json (the
                          agent's feature scaler, fitted on its training span)
+    reference.parquet    optional: the reference window the drift check compares
+                         new data with (the models' features, predictions and
+                         decisions over the last sessions of the training data;
+                         :func:`tradingrl.monitoring.decisions.reference_window`)
 
 The manifest records the feature settings (warm-up, label spec), the trend
 model's and the agent's shapes, the risk parameters, the input contract (the
@@ -29,12 +33,16 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
+
 from tradingrl.models.predict import PREDICTION_COLUMNS
 
 MANIFEST = "policy.json"
 FORMAT_VERSION = 1
 TREND_DIR = "cnn_lstm"
 AGENT_DIR = "agent"
+REFERENCE_FILE = "reference.parquet"
 INPUT_COLUMNS: tuple[str, ...] = ("timestamp", "symbol", "open", "high", "low", "close", "volume")
 # One row per symbol: the decision at its last bar (see TradingPolicy.decide).
 OUTPUT_COLUMNS: tuple[str, ...] = (
@@ -50,6 +58,7 @@ CODE_PATH_FILES: tuple[str, ...] = (
     "features/build.py",
     "features/technical.py",
     "features/fast_indicators.py",
+    "features/fast_features.py",
     "features/labels.py",
     "models/predict.py",
     "models/data.py",
@@ -215,6 +224,24 @@ def _agent_section(env_config: Mapping[str, Any], scaler_names: list[str]) -> di
     }
 
 
+def _check_reference(reference: Any, features: list[str]) -> pd.DataFrame:
+    """The reference table, checked: a frame with timestamp, symbol and every
+    feature the models read (finite), one row per (symbol, timestamp)."""
+    if not isinstance(reference, pd.DataFrame):
+        raise TypeError(f"reference must be a pandas DataFrame, got {type(reference).__name__}")
+    missing = [c for c in ("timestamp", "symbol", *features) if c not in reference.columns]
+    if missing:
+        raise ValueError(f"the reference window lacks column(s) {missing[:5]}")
+    if reference.empty:
+        raise ValueError("the reference window has no rows")
+    values = reference[features].to_numpy(dtype=np.float64)
+    if not np.isfinite(values).all():
+        raise ValueError("the reference window has non-finite feature values")
+    if reference.duplicated(["symbol", "timestamp"]).any():
+        raise ValueError("the reference window has duplicate (symbol, timestamp) rows")
+    return reference.reset_index(drop=True)
+
+
 def build_policy_bundle(
     cnn_lstm_dir: str | Path,
     agent_dir: str | Path,
@@ -222,6 +249,7 @@ def build_policy_bundle(
     out_dir: str | Path,
     *,
     overwrite: bool = False,
+    reference: pd.DataFrame | None = None,
 ) -> Path:
     """Copy what the policy needs into ``out_dir`` (created; it must not
     exist or be empty, unless ``overwrite``, which deletes it first once the
@@ -233,6 +261,10 @@ def build_policy_bundle(
     models/agent (train_agent's layout, single-asset agents only).
     features_params: params.yaml's ``features`` section (warmup_bars, label),
     the settings the feature table the models learnt from was built with.
+    reference: optional reference window for the drift check (a frame with
+    timestamp, symbol, every feature the models read and, optionally,
+    prediction and decision columns), written as ``reference.parquet`` and
+    summarised in ``manifest["reference"]``.
     Raises ValueError when a piece is missing or the pieces disagree
     (feature lists, observation size, risk limits).
     """
@@ -265,6 +297,9 @@ def build_policy_bundle(
     risk_on = bool(agent["risk"].get("enabled"))
     history = required_history(warmup, trend_window, agent["window"],
                                agent["risk_lookback"] if risk_on else None)
+    if reference is not None:
+        used = set(trend_features) | set(agent["features"])
+        reference = _check_reference(reference, [f for f in FEATURE_COLUMNS if f in used])
 
     if out_dir.exists() and any(out_dir.iterdir()):
         if not overwrite:
@@ -276,6 +311,8 @@ def build_policy_bundle(
         shutil.copy2(cnn_lstm_dir / name, out_dir / TREND_DIR / name)
     for name in _AGENT_FILES:
         shutil.copy2(agent_dir / name, out_dir / AGENT_DIR / name)
+    if reference is not None:
+        reference.to_parquet(out_dir / REFERENCE_FILE, index=False)
     files = sorted(p.relative_to(out_dir).as_posix() for p in out_dir.rglob("*") if p.is_file())
 
     manifest = {
@@ -302,6 +339,15 @@ def build_policy_bundle(
         "code_sha256": code_fingerprint(),
         "files_sha256": {name: file_sha256(out_dir / name) for name in files},
     }
+    if reference is not None:
+        stamps = reference["timestamp"]
+        manifest["reference"] = {
+            "file": REFERENCE_FILE, "rows": len(reference),
+            "symbols": int(reference["symbol"].nunique()), "sessions": int(stamps.nunique()),
+            "first": pd.Timestamp(stamps.min()).isoformat(),
+            "last": pd.Timestamp(stamps.max()).isoformat(),
+            "columns": [str(c) for c in reference.columns],
+        }
     (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=2))
     return out_dir
 
