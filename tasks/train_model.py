@@ -33,13 +33,16 @@ from tasks._common import (
     write_json,
 )
 from tradingrl.models.train import (
+    MlflowTrialLogger,
     TrainSettings,
     build_datamodule,
     fit_model,
     score_models,
     search_hyperparameters,
+    search_in_parallel,
     search_summary,
 )
+from tradingrl.parallel import runner_from_env
 from tradingrl.tracking import provenance_tags, tracking_uri, use_experiment, workspace_root
 
 REGISTERED_MODEL = "cnn-lstm"
@@ -148,29 +151,29 @@ def main(
 
         study = None
         if search["n_trials"] > 0:
-            def log_trial(trial, trial_params, value, cpcv_summary=None):
-                with mlflow.start_run(run_name=f"trial-{trial.number}", nested=True, tags=tags):
-                    mlflow.log_params(trial_params)
-                    if cpcv_summary is None:
-                        mlflow.log_metric("val_loss", value)
-                    else:
-                        _log_cpcv_trial(mlflow, value, cpcv_summary)
+            log_trial = MlflowTrialLogger(tracking_uri(repo_root), experiment_id,
+                                          run.info.run_id, dict(tags))
 
             # CPCV trials also depend on the backtest costs: a study of its own.
             study_key = (run_key if cpcv_search is None else
                          fingerprint({"train_model": params, "costs": costs},
                                      tags["data_dvc_md5"]))
-            best_model_params, study = search_hyperparameters(
-                datamodule, settings,
-                n_trials=search["n_trials"],
-                storage=optuna_storage(search, repo_root),
-                study_name=f"cnn-lstm-{study_key}",
-                timeout_s=search["timeout_s"],
-                max_epochs=search["max_epochs"],
-                on_trial=log_trial,
-                cv=cv,
-                cpcv=cpcv_search,
-            )
+            search_kwargs = {
+                "datamodule": datamodule, "settings": settings, "n_trials": search["n_trials"],
+                "storage": optuna_storage(search, repo_root),
+                "study_name": f"cnn-lstm-{study_key}", "timeout_s": search["timeout_s"],
+                "max_epochs": search["max_epochs"], "on_trial": log_trial, "cv": cv,
+                "cpcv": cpcv_search}
+            # On a Dask task runner (pipelines.yaml, through the training flow)
+            # one worker per Dask worker process shares the study.
+            runner = runner_from_env()
+            workers = (runner.max_workers or 2) if runner and runner.kind == "dask" else 1
+            if workers > 1:
+                print(f"train_model: Optuna search with {workers} workers on task runner dask")
+                best_model_params, study = search_in_parallel(search_kwargs, workers=workers,
+                                                              runner=runner)
+            else:
+                best_model_params, study = search_hyperparameters(**search_kwargs)
             del cpcv_search
             settings = TrainSettings(**{**asdict(settings), "model": best_model_params})
         search_report = search_summary(study, cv, cpcv_settings)
@@ -237,20 +240,6 @@ def main(
         f"{REGISTERED_MODEL} v{version} (experiment {experiment_id})"
     )
     return report
-
-
-def _log_cpcv_trial(mlflow: Any, value: float, summary: dict[str, Any]) -> None:
-    """A CPCV trial's numbers in its nested run: the objective, the path
-    Sharpe summary (NaN ones left out), one ``cpcv.path_sharpe`` per path
-    (step = path index), and the whole summary as cpcv.json."""
-    mlflow.log_metric("cpcv.test_log_loss", value)
-    mlflow.log_metrics({f"cpcv.{k}": v for k in ("sharpe_mean", "sharpe_std", "sharpe_min",
-                                                 "sharpe_max", "n_paths")
-                        if (v := summary[k]) is not None})
-    for path, sharpe in enumerate(summary["path_sharpes"]):
-        if sharpe is not None:
-            mlflow.log_metric("cpcv.path_sharpe", sharpe, step=path)
-    mlflow.log_dict(summary, "cpcv.json")
 
 
 def _save_model_dir(out_dir, models, datamodule, settings, scored, feature_names, report) -> None:

@@ -387,3 +387,18 @@ def trial_cpcv_record(user_attrs: Mapping[str, Any]) -> dict[str, Any] | None:
         return None
     return {name.removeprefix("cpcv_"): user_attrs[name] for name in USER_ATTRS
             if name in user_attrs}
+
+
+def log_cpcv_trial(client: Any, run_id: str, value: float, summary: Mapping[str, Any]) -> None:
+    """A CPCV trial's numbers in its MLflow run (``client``: an MlflowClient):
+    the objective, the path Sharpe summary (NaN ones left out), one
+    ``cpcv.path_sharpe`` per path (step = path index), and the whole summary
+    as cpcv.json."""
+    client.log_metric(run_id, "cpcv.test_log_loss", value)
+    for key in ("sharpe_mean", "sharpe_std", "sharpe_min", "sharpe_max", "n_paths"):
+        if summary[key] is not None:
+            client.log_metric(run_id, f"cpcv.{key}", summary[key])
+    for path, sharpe in enumerate(summary["path_sharpes"]):
+        if sharpe is not None:
+            client.log_metric(run_id, "cpcv.path_sharpe", sharpe, step=path)
+    client.log_dict(run_id, dict(summary), "cpcv.json")

@@ -346,3 +346,68 @@ def search_summary(study: Any, cv: str = "holdout", cpcv: Any = None) -> dict[st
         out["cpcv"] = asdict(cpcv)
     out["trials"] = trials
     return out
+
+
+@dataclass(frozen=True)
+class MlflowTrialLogger:
+    """``on_trial`` callback of :func:`search_hyperparameters`: one MLflow run
+    per finished trial, a child of ``parent_run_id`` (through the
+    ``mlflow.parentRunId`` tag, so it works from any process: a search worker
+    on another machine or a Dask worker logs into the same parent run)."""
+
+    tracking_uri: str
+    experiment_id: str
+    parent_run_id: str
+    tags: dict[str, str] = field(default_factory=dict)
+
+    def __call__(self, trial: Any, params: dict[str, Any], value: float,
+                 cpcv_summary: dict[str, Any] | None = None) -> None:
+        import mlflow
+
+        client = mlflow.MlflowClient(tracking_uri=self.tracking_uri)
+        run = client.create_run(self.experiment_id, run_name=f"trial-{trial.number}",
+                                tags={**self.tags, "mlflow.parentRunId": self.parent_run_id,
+                                      "optuna.worker": str(trial.user_attrs.get("worker", ""))})
+        run_id = run.info.run_id
+        try:
+            for key, param in params.items():
+                client.log_param(run_id, key, param)
+            if cpcv_summary is None:
+                client.log_metric(run_id, "val_loss", value)
+            else:
+                from tradingrl.models.cpcv_search import log_cpcv_trial
+
+                log_cpcv_trial(client, run_id, value, cpcv_summary)
+        finally:
+            client.set_terminated(run_id)
+
+
+def search_in_parallel(search_kwargs: dict[str, Any], *, workers: int,
+                       runner: Any | None) -> tuple[dict[str, Any], Any]:
+    """:func:`search_hyperparameters` with ``workers`` worker processes on one
+    study (``search_kwargs`` holds its arguments, without ``worker``): the
+    study is created first (two processes creating a fresh database race on
+    its schema), the workers run as pieces of :func:`tradingrl.parallel.map_parallel`
+    on ``runner`` (on Dask: in parallel; otherwise one after another, each
+    stopping at the study's ``n_trials``), then the study's best is returned
+    as by :func:`search_hyperparameters`."""
+    import optuna
+
+    from tradingrl.parallel import map_parallel
+
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    optuna.create_study(storage=search_kwargs["storage"], study_name=search_kwargs["study_name"],
+                        direction="minimize", load_if_exists=True)
+    map_parallel(search_worker, [{**search_kwargs, "worker": k} for k in range(workers)],
+                 settings=runner, name="optuna-worker")
+    return search_hyperparameters(**{**search_kwargs, "worker": 0})
+
+
+def search_worker(**kwargs: Any) -> int:
+    """One search worker (a piece for another process): runs
+    :func:`search_hyperparameters` and returns how many trials the study has
+    finished (the study object itself stays behind: it holds a database
+    connection)."""
+    _, study = search_hyperparameters(**kwargs)
+    return len([t for t in study.trials if t.state.is_finished()])
