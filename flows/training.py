@@ -18,6 +18,11 @@ A killed run (say in ``train_model`` or ``train_agent``) leaves those stages'
 checkpoints in their persistent folders; running the flow again skips the
 stages that finished (DVC's lock) and resumes the killed one from its
 checkpoints.
+
+``pipelines.yaml``'s ``task_runner`` reaches the stages in the environment
+(:mod:`tradingrl.parallel`): with ``dask``, ``evaluate`` runs its folds and
+``train_model`` its Optuna workers on the cluster, with the same results as
+a serial run; the stages themselves still run one after another.
 """
 
 from __future__ import annotations
