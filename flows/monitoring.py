@@ -144,12 +144,18 @@ def load_champion(repo_root: str, dest: str) -> Champion | None:
 
     uri = tracking_uri(Path(repo_root))
     client = MlflowClient(uri)
+    # No registered model, or a model whose versions were all refused (no
+    # alias champion): nothing to compare. Read from the model's aliases, not
+    # from the lookup's error, whose code differs between stores.
     try:
-        version = client.get_model_version_by_alias(REGISTERED_MODEL, CHAMPION)
+        aliases = client.get_registered_model(REGISTERED_MODEL).aliases
     except MlflowException as error:
         if error.error_code == "RESOURCE_DOES_NOT_EXIST":
             return None
         raise
+    if CHAMPION not in aliases:
+        return None
+    version = client.get_model_version(REGISTERED_MODEL, str(aliases[CHAMPION]))
     mlflow.set_tracking_uri(uri)
     model_dir = Path(mlflow.artifacts.download_artifacts(
         artifact_uri=f"models:/{REGISTERED_MODEL}/{version.version}", dst_path=dest))

@@ -183,6 +183,16 @@ def test_no_champion_is_recorded_and_nothing_runs(world, monkeypatch, tmp_path):
     assert saved["decision"] == "no_champion"
     assert _mlflow_run(uri, record["mlflow_run_id"]).data.tags["drift.decision"] == "no_champion"
 
+    # A registered model whose every version was refused: only a challenger.
+    from mlflow import MlflowClient
+
+    client = MlflowClient(uri)
+    client.create_registered_model("trading-policy")
+    version = client.create_model_version("trading-policy", str(tmp_path), run_id=None)
+    client.set_registered_model_alias("trading-policy", "challenger", version.version)
+    record = drift_flow(repo_root=str(world.root), source_overrides=SHIFTED_REGIME)
+    assert record["decision"] == "no_champion" and record["retrain_due"] is False
+
 
 def test_the_bundle_carries_its_reference_window(world):
     from tradingrl.registry import read_manifest
