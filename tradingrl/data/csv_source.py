@@ -307,6 +307,8 @@ def read_ohlcv_csv(
         message = str(error).strip().splitlines()[-1]
         raise SourceError(f"{path.name}: not a readable CSV file: {message}") from None
     raw = raw.loc[:, [not str(c).startswith("Unnamed:") or raw[c].ne("").any() for c in raw]]
+    if raw.shape[1] == 0:  # e.g. a header of separators only, over empty columns
+        raise SourceError(f"{path.name}: no named columns in the header and no values under it")
     blank = _blank_rows(raw)
     line_numbers = pd.Series(np.arange(len(raw)) + 2, index=raw.index)  # header is line 1
     raw, line_numbers = raw[~blank], line_numbers[~blank]
