@@ -14,6 +14,7 @@ import pytest
 
 from tradingrl.agents import (
     AgentSettings,
+    algorithm_classes,
     evaluate_policy_on,
     latest_checkpoint,
     make_env_fn,
@@ -247,3 +248,23 @@ def test_a_checkpoint_cut_short_by_a_kill_is_skipped(tmp_path, caplog):
     assert "agent_256_steps.zip is incomplete" in caplog.text
     (directory / "agent_128_steps.zip").write_bytes(b"")
     assert latest_checkpoint(tmp_path) is None
+
+
+def test_resume_after_a_kill_mid_write_keeps_a_whole_best_model(tmp_path):
+    """A kill while the validation history and best model are written: the
+    best model is never half-written (saved to a temporary name, then
+    renamed), a cut-short history restarts, and the score to beat on resume is
+    the saved best model's own, validated again."""
+    market = planted_market(200, 4)
+    first = train_agent(market, market, tiny_settings(), seed=3, out_dir=tmp_path,
+                        env_kwargs=TRAIN_KWARGS)
+    assert not list(tmp_path.glob(".*.tmp.zip"))  # the temporary file was renamed
+    history = tmp_path / "evaluations.npz"
+    whole = history.read_bytes()
+    history.write_bytes(whole[: len(whole) // 2])  # killed while np.savez wrote it
+    second = train_agent(market, market, tiny_settings(total_timesteps=256), seed=3,
+                         out_dir=tmp_path, env_kwargs=TRAIN_KWARGS)
+    assert second.resumed_from == tmp_path / "checkpoints" / "agent_128_steps.zip"
+    assert second.best_val_mean_reward >= first.best_val_mean_reward
+    loaded = algorithm_classes()["ppo"].load(second.best_model_path, device="cpu")
+    assert loaded.num_timesteps > 0

@@ -18,8 +18,10 @@ transition is stored, so one transition is lost per resume), and continues with
 ``learn(total_timesteps - model.num_timesteps, reset_num_timesteps=False)``: the
 step counter, the learning-rate schedule and the logs go on from where they
 stopped instead of restarting. The validation history in
-``<out_dir>/evaluations.npz`` is carried over, so the best model is only replaced
-by a better one.
+``<out_dir>/evaluations.npz`` is carried over, and the saved best model is
+validated again, so it is only replaced by a better one. Every model file is
+written to a temporary name and renamed (:func:`save_atomically`): a kill
+never leaves a half-written best model.
 
 Heavy imports (torch, stable-baselines3) happen inside the functions.
 """
@@ -27,8 +29,11 @@ Heavy imports (torch, stable-baselines3) happen inside the functions.
 from __future__ import annotations
 
 import functools
+import logging
 import math
+import os
 import re
+import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -228,9 +233,6 @@ def latest_checkpoint(out_dir: str | Path) -> Path | None:
     ``<out_dir>/checkpoints``, or None. A zip cut short (the process was
     killed while writing it: no central directory at its end) is skipped
     with a warning, and the one before it is used."""
-    import logging
-    import zipfile
-
     directory = Path(out_dir) / CHECKPOINT_DIR
     if not directory.is_dir():
         return None
@@ -247,6 +249,29 @@ def latest_checkpoint(out_dir: str | Path) -> Path | None:
 def _replay_buffer_path(checkpoint: Path) -> Path:
     steps = _CHECKPOINT_RE.match(checkpoint.name).group(1)  # type: ignore[union-attr]
     return checkpoint.with_name(f"{CHECKPOINT_PREFIX}_replay_buffer_{steps}_steps.pkl")
+
+
+def save_atomically(model: Any, path: Path) -> None:
+    """``model.save`` to a temporary file beside ``path``, then renamed over
+    it: readers (and a resumed run) see the old file or the new one, never
+    half of one."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.tmp.zip")
+    model.save(tmp)
+    os.replace(tmp, path)
+
+
+def _save_best_callback(path: Path) -> Any:
+    """An SB3 callback for ``EvalCallback(callback_on_new_best=...)`` that saves
+    the model that just reached a new best with :func:`save_atomically`."""
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    class SaveBest(BaseCallback):
+        def _on_step(self) -> bool:
+            save_atomically(self.model, path)
+            return True
+
+    return SaveBest()
 
 
 def train_agent(
@@ -318,21 +343,35 @@ def train_agent(
         per_env = settings.n_envs
         stopper = (None if settings.patience is None else StopTrainingOnNoModelImprovement(
             max_no_improvement_evals=settings.patience, min_evals=settings.min_evals, verbose=0))
+        best_path = out / f"{BEST_MODEL_NAME}.zip"
+        # The best model is written by this callback (to a temporary file,
+        # then renamed), not by EvalCallback itself: a process killed while
+        # writing it leaves the previous best model whole.
         evaluator = EvalCallback(
             eval_env, callback_after_eval=stopper, n_eval_episodes=n_eval,
             eval_freq=max(settings.eval_freq // per_env, 1), log_path=str(out),
-            best_model_save_path=str(out), deterministic=True, verbose=0)
+            best_model_save_path=None, deterministic=True, verbose=0,
+            callback_on_new_best=_save_best_callback(best_path))
         history = out / "evaluations.npz"
-        if checkpoint is not None and history.exists():
-            # Carry the earlier validations over so EvalCallback neither forgets
-            # the best score nor overwrites the history with the new part only.
+        if checkpoint is not None and history.exists() and not zipfile.is_zipfile(history):
+            logging.getLogger(__name__).warning(
+                "%s is incomplete (killed while being written?); the validation history "
+                "restarts here", history)
+        elif checkpoint is not None and history.exists():
+            # Carry the earlier validations over so EvalCallback does not
+            # overwrite the history with the new part only.
             with np.load(history) as old:
                 evaluator.evaluations_timesteps = [int(t) for t in old["timesteps"]]
                 evaluator.evaluations_results = [list(r) for r in old["results"]]
                 evaluator.evaluations_length = [list(r) for r in old["ep_lengths"]]
-            if evaluator.evaluations_results:
-                evaluator.best_mean_reward = float(
-                    np.max(np.mean(evaluator.evaluations_results, axis=1)))
+        if checkpoint is not None and best_path.exists():
+            # The score to beat is the saved best model's own, validated again
+            # (deterministic), not the history's maximum: a kill between the
+            # history's write and the model's can leave them disagreeing.
+            saved_best = algorithm.load(best_path, device=settings.device)
+            rewards, _ = evaluate_policy(saved_best, eval_env, n_eval_episodes=n_eval,
+                                         deterministic=True, return_episode_rewards=True)
+            evaluator.best_mean_reward = float(np.mean(rewards))
         checkpointer = CheckpointCallback(
             save_freq=max(settings.checkpoint_freq // per_env, 1),
             save_path=str(out / CHECKPOINT_DIR), name_prefix=CHECKPOINT_PREFIX,
@@ -345,12 +384,11 @@ def train_agent(
                         reset_num_timesteps=checkpoint is None)
 
         best = float(evaluator.best_mean_reward)
-        best_path = out / f"{BEST_MODEL_NAME}.zip"
         final_rewards, _ = evaluate_policy(model, eval_env, n_eval_episodes=n_eval,
                                            deterministic=True, return_episode_rewards=True)
         final_mean = float(np.mean(final_rewards))
         if not best_path.exists() or final_mean > best:
-            model.save(best_path)
+            save_atomically(model, best_path)
             best = final_mean
         return TrainedAgent(model=model, best_val_mean_reward=best, best_model_path=best_path,
                             timesteps=int(model.num_timesteps), seed=int(seed),
