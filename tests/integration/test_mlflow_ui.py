@@ -6,7 +6,6 @@ the server, and both land in <repo>/mlflow.db and <repo>/mlartifacts."""
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import sqlite3
 import subprocess
@@ -19,15 +18,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.processes import free_port, stop_group
 from tradingrl.tracking import artifact_root
 
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _get(url: str) -> tuple[int, bytes]:
@@ -56,16 +50,6 @@ def _listening_addresses(port: int) -> list[str]:
     return found
 
 
-def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-
-
 def test_tradingrl_ui_serves_the_checkouts_store(tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     from mlflow.tracking import MlflowClient
@@ -83,7 +67,7 @@ def test_tradingrl_ui_serves_the_checkouts_store(tmp_path: Path,
     local.log_artifact(stage_run, str(tmp_path / "stage.txt"))
     local.set_terminated(stage_run)
 
-    port = _free_port()
+    port = free_port()
     log = tmp_path / "ui.log"
     env = {key: value for key, value in os.environ.items() if key != "MLFLOW_TRACKING_URI"}
     with log.open("w") as output:
@@ -136,7 +120,7 @@ def test_tradingrl_ui_serves_the_checkouts_store(tmp_path: Path,
         assert _get(f"{base}/get-artifact?{query}") == (200, b"\x00artifact bytes\xff")
         assert run.info.artifact_uri.startswith((repo / "mlartifacts").as_uri() + "/")
     finally:
-        _stop(server)
+        stop_group(server)
 
     # Everything is in the checkout: the run and its metric in mlflow.db, the
     # artifact under mlartifacts/, nothing in the working folder.

@@ -13,7 +13,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
 import urllib.request
@@ -32,15 +31,11 @@ from test_dvc_repro import (  # repo_copy is the fixture, used by name
     sh,
 )
 
+from tests.processes import free_port, stop_group
+
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 SECRET_ENV = "TRADINGRL_DATA_API_KEY"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture()
@@ -72,12 +67,7 @@ def mlflow_server(repo_copy: Path):  # noqa: F811
             time.sleep(0.5)
         yield url
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop_group(proc)
         log.close()
 
 

@@ -7,8 +7,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -20,6 +18,7 @@ import pytest
 from typer.testing import CliRunner
 
 from flows.serve import build_deployments
+from tests.processes import free_port, stop_group
 from tradingrl.cli import app
 from tradingrl.orchestration import (
     DeploymentSpec,
@@ -338,22 +337,6 @@ def test_build_deployments_reports_a_flow_that_fails_to_import(repo: Path) -> No
         "ModuleNotFoundError: No module named 'not_a_module_anywhere'")
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-
-
 CHECK_DEPLOYMENT = """
 import json, time
 from prefect import get_client
@@ -382,7 +365,7 @@ def test_tradingrl_serve_runs_a_deployment(repo: Path) -> None:
     """`tradingrl serve` against a real Prefect server in a temporary home:
     the deployment is registered with its cron and time zone, and a run of it
     executes the flow in the repository folder with the file's parameters."""
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "PREFECT_HOME": str(repo / "prefect-home"),
            "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
            "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1",
@@ -421,5 +404,5 @@ def test_tradingrl_serve_runs_a_deployment(repo: Path) -> None:
         assert (repo / "ran.txt").read_text() == "5 served"
     finally:
         if serving is not None:
-            _stop(serving)
-        _stop(server)
+            stop_group(serving)
+        stop_group(server)
