@@ -41,7 +41,8 @@ bench: setup
 	PATH=$(BIN):$$PATH python benchmarks/bench_portfolio_env.py
 	PATH=$(BIN):$$PATH python benchmarks/bench_backtest.py
 	PATH=$(BIN):$$PATH python benchmarks/bench_sb3_training.py
-	PATH=$(BIN):$$PATH python benchmarks/bench_policy_latency.py  # needs `make run` first
+	PATH=$(BIN):$$PATH python -m benchmarks.bench_policy_latency       # needs `make run` first
+	PATH=$(BIN):$$PATH python -m benchmarks.bench_policy_latency_http  # needs `make run` first
 
 lint: setup
 	$(BIN)/ruff check tradingrl tasks flows tests benchmarks

@@ -73,7 +73,8 @@ def main(argv: list[str] | None = None) -> None:
         replay_decisions,
     )
     from tradingrl.monitoring.decisions import backtest_env
-    from tradingrl.registry import TradingPolicy, build_policy_bundle
+    from tradingrl.registry.bundle import build_policy_bundle
+    from tradingrl.registry.policy import TradingPolicy
 
     torch.set_num_threads(1)
     repo = args.repo.resolve()

@@ -7,10 +7,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from tasks._common import REPO_ROOT, load_params, run_stage, write_json
 from tradingrl.features.build import build_feature_table
 from tradingrl.features.contract import feature_schema
 from tradingrl.features.labels import LabelSpec
+from tradingrl.params import load_params
+from tradingrl.stage import run_stage, write_json
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def main(
@@ -18,7 +21,7 @@ def main(
     out_dir: Path = REPO_ROOT / "data" / "features",
     report_path: Path = REPO_ROOT / "reports" / "features.json",
 ) -> None:
-    params = load_params("features")
+    params = load_params("features", REPO_ROOT / "params.yaml")
     bars = pd.read_parquet(valid_path)
     table, report = build_feature_table(
         bars, LabelSpec(**params["label"]), warmup_bars=params["warmup_bars"]

@@ -7,8 +7,11 @@ from typing import Any
 
 import pandas as pd
 
-from tasks._common import REPO_ROOT, load_params, run_stage, write_json
 from tradingrl.data.sources import load_source
+from tradingrl.params import load_params
+from tradingrl.stage import run_stage, write_json
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def ingest(params: dict[str, Any]) -> tuple[pd.DataFrame, dict[str, Any]]:
@@ -21,7 +24,7 @@ def ingest(params: dict[str, Any]) -> tuple[pd.DataFrame, dict[str, Any]]:
 
 
 def main(out_dir: Path = REPO_ROOT / "data" / "raw") -> None:
-    frame, report = ingest(load_params("ingest"))
+    frame, report = ingest(load_params("ingest", REPO_ROOT / "params.yaml"))
     out_dir.mkdir(parents=True, exist_ok=True)
     frame.to_parquet(out_dir / "ohlcv.parquet", index=False)
     write_json(out_dir / "ingest.json", report)

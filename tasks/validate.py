@@ -9,9 +9,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from tasks._common import REPO_ROOT, load_params, run_stage
 from tradingrl.data.errors import ContractError
 from tradingrl.data.validation import ValidationThresholds, validate_ohlcv, write_validation
+from tradingrl.params import load_params
+from tradingrl.stage import run_stage
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def main(
@@ -20,7 +23,7 @@ def main(
     quarantine_dir: Path = REPO_ROOT / "data" / "quarantine",
     reports_dir: Path = REPO_ROOT / "reports",
 ) -> None:
-    thresholds = ValidationThresholds(**load_params("validate"))
+    thresholds = ValidationThresholds(**load_params("validate", REPO_ROOT / "params.yaml"))
     raw = pd.read_parquet(raw_path)
     result = validate_ohlcv(raw, thresholds, docs_dir=reports_dir / "data_docs")
     write_validation(

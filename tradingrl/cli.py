@@ -1,8 +1,11 @@
 """The ``tradingrl`` command line.
 
-Only typer is imported at module level; pandas, pandera and Great
-Expectations are imported inside the commands so ``tradingrl --help`` stays
-fast.
+Only typer is imported at module level; everything heavier (pandas, pandera,
+Great Expectations, torch, mlflow, prefect) is imported inside the commands,
+so ``tradingrl --help`` stays fast.
+
+Help texts are one line per command and a short sentence per option; the
+details are in docs/operations.md.
 """
 
 from __future__ import annotations
@@ -52,12 +55,10 @@ def validate(
     docs: Annotated[bool, typer.Option(help="Build Great Expectations Data Docs.")] = True,
     debug: Annotated[bool, typer.Option(help="Show the traceback on errors.")] = False,
 ) -> None:
-    """Ingest CSV files and validate them against the OHLCV contract.
-
-    Prints the row accounting (in = valid + quarantined, per symbol and
-    reason); exits 0 when the data passes, 1 with a one-line reason when it
-    cannot be read or breaks the contract.
-    """
+    """Ingest CSV files and validate them against the OHLCV contract."""
+    # Prints the row accounting (in = valid + quarantined, per symbol and
+    # reason); exits 0 when the data passes, 1 with a one-line reason when it
+    # cannot be read or breaks the contract.
     from tradingrl.data.errors import DataError
 
     try:
@@ -123,9 +124,9 @@ def predict(
     out: Annotated[Path | None, typer.Option(help="Also write the decisions to this CSV.")] = None,
     debug: Annotated[bool, typer.Option(help="Show the traceback on errors.")] = False,
 ) -> None:
-    """Decide in process: the trading policy's target position for the last bar of
-    each symbol in a CSV window, with the model's probabilities, confidence and the
-    risk layer's adjustments (a flat, fresh account)."""
+    """Decide the trading policy's target position at each symbol's last bar."""
+    # In process, for a flat, fresh account; next to each target position the
+    # model's probabilities, its confidence and the risk layer's adjustments.
     from tradingrl.data.errors import DataError
 
     try:
@@ -145,7 +146,7 @@ def _predict(path: Path, model: str, **read):
 
     bars = read_ohlcv_path(path, **read)
     if Path(model).is_dir():
-        from tradingrl.registry import TradingPolicy
+        from tradingrl.registry.policy import TradingPolicy
 
         return TradingPolicy.load(model).decide(bars)
     import mlflow
@@ -153,7 +154,7 @@ def _predict(path: Path, model: str, **read):
     from tradingrl.tracking import tracking_uri
 
     mlflow.set_tracking_uri(tracking_uri(Path.cwd()))
-    from tradingrl.registry import serving_input
+    from tradingrl.registry.pyfunc import serving_input
 
     return mlflow.pyfunc.load_model(model).predict(serving_input(bars))
 
@@ -167,14 +168,11 @@ def serve(
         "--check", help="Validate and list the deployments, then exit.")] = False,
     debug: Annotated[bool, typer.Option(help="Show the traceback on errors.")] = False,
 ) -> None:
-    """Serve the Prefect deployments of pipelines.yaml on their cron schedules.
-
-    Validates the file, prints one line per deployment (name, entrypoint,
-    cron, time zone, next run), then serves them all with prefect.serve (no
-    work pool needed) until Ctrl-C. Set PREFECT_API_URL to a running
-    `prefect server start` to keep the runs and see them in the Prefect UI.
-    An invalid file: exit 1 with a one-line reason naming the line.
-    """
+    """Serve the Prefect deployments of pipelines.yaml on their cron schedules."""
+    # Validates the file and prints one line per deployment (name, entrypoint,
+    # cron, time zone, next run), then serves them all with prefect.serve (no
+    # work pool needed) until Ctrl-C. An invalid file: exit 1 with a one-line
+    # reason naming the line.
     from tradingrl.orchestration import PipelinesError
 
     try:
@@ -183,9 +181,10 @@ def serve(
             return
         if not pipelines.deployments:
             raise PipelinesError(f"{config}: declares no deployments; nothing to serve")
-        serving = _flows_serve()
+        from tradingrl.serving import serve as serve_deployments
+
         _warn_without_prefect_server()
-        serving.serve(config)
+        serve_deployments(pipelines)
     except PipelinesError as error:
         if debug:
             raise
@@ -220,23 +219,6 @@ def _list_deployments(config: Path):
     return pipelines
 
 
-def _flows_serve():
-    """flows/serve.py of the checkout this tradingrl runs from: flows/ is
-    repository code (run from the repo root), not part of the installed package."""
-    import importlib
-    import sys
-
-    from tradingrl.orchestration import PipelinesError
-
-    checkout = Path(__file__).resolve().parents[1]
-    if not (checkout / "flows" / "serve.py").is_file():
-        raise PipelinesError(f"{checkout / 'flows' / 'serve.py'} not found: tradingrl serve "
-                             "runs from a checkout of the repository (pip install -e .)")
-    if str(checkout) not in sys.path:
-        sys.path.insert(0, str(checkout))
-    return importlib.import_module("flows.serve")
-
-
 def _warn_without_prefect_server() -> None:
     from prefect.settings import get_current_settings
 
@@ -256,24 +238,7 @@ def ui(
         help="The checkout whose mlflow.db and mlartifacts/ to show.")] = Path("."),
     workers: Annotated[int, typer.Option(help="Server worker processes.")] = 1,
 ) -> None:
-    """Start the MLflow UI (`mlflow server`) on this checkout's store.
-
-    Backend store: the SQLite file the stages log to (sqlite:///<repo>/mlflow.db,
-    the `dvc exp run --temp` copies resolved to the checkout). Artifacts: both
-    --default-artifact-root and --artifacts-destination are file://<repo>/mlartifacts.
-    The default root keeps every new experiment's artifact location a plain file
-    path, like the ones the stages create (file://<repo>/mlartifacts): runs logged
-    over HTTP (MLFLOW_TRACKING_URI=http://127.0.0.1:PORT) write there directly and
-    stay readable through the SQLite URI the stages, `tradingrl predict` and
-    `mlflow models serve` use; the server's default, the mlflow-artifacts:/ proxy,
-    would record URIs that only an HTTP client can resolve. The runs already
-    logged with file paths are read by the server from those paths. The
-    destination points the proxy (kept on for clients that ask for it) at the
-    same folder instead of ./mlartifacts of wherever the server was started.
-    MLflow's job runner (about seven worker processes, ~1.3 GB, for its GenAI
-    jobs, unused here) is off unless MLFLOW_SERVER_ENABLE_JOB_EXECUTION is set.
-    Ctrl-C stops the server.
-    """
+    """Start the MLflow UI (`mlflow server`) on this checkout's store."""
     import os
     import subprocess
     import sys
@@ -284,8 +249,17 @@ def ui(
     if not root.is_dir():
         typer.echo(f"error: {repo}: no such folder", err=True)
         raise typer.Exit(1)
+    # The SQLite file the stages log to (`dvc exp run --temp` copies resolve
+    # to the checkout's).
     store = f"sqlite:///{root / 'mlflow.db'}"
     artifacts = artifact_root(store)
+    # A plain file path as the default artifact root, like the stages': runs
+    # logged over HTTP write there directly and stay readable through the
+    # SQLite URI that the stages, `tradingrl predict` and `mlflow models serve`
+    # use. The server's default, the mlflow-artifacts:/ proxy, would record
+    # URIs that only an HTTP client can resolve. The destination points the
+    # proxy (kept on for clients that ask for it) at the same folder instead
+    # of ./mlartifacts of wherever the server was started.
     command = [
         sys.executable, "-m", "mlflow", "server",
         "--backend-store-uri", store,
@@ -295,6 +269,8 @@ def ui(
     ]
     shown = f"[{host}]" if ":" in host else host
     typer.echo(f"MLflow UI: http://{shown}:{port}  (store {store}, artifacts {artifacts})")
+    # MLflow's job runner (worker processes for its GenAI jobs, unused here)
+    # stays off unless MLFLOW_SERVER_ENABLE_JOB_EXECUTION is set.
     env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ}
     process = subprocess.Popen(command, env=env)
     try:

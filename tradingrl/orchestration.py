@@ -9,7 +9,8 @@ the flow does not take. Flow files are read with ``ast``, never imported, so
 checking the file is cheap and has no side effects.
 
 Only yaml is imported at module level; prefect (its cron parser, schedules,
-task runners) is imported inside the functions that need it.
+task runners) is imported inside the functions that need it. Serving the
+deployments is :mod:`tradingrl.serving`.
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ class DeploymentSpec:
     """One Prefect deployment: a flow entrypoint run on a cron schedule."""
 
     name: str
-    entrypoint: str  # "<path relative to the repository root>.py:<flow function>"
+    entrypoint: str  # "<path relative to the config file's folder>.py:<flow function>"
     cron: str  # five fields, minute hour day-of-month month day-of-week
     timezone: str  # IANA name; the cron is read in this zone (DST included)
     parameters: dict[str, Any] = field(default_factory=dict, hash=False)

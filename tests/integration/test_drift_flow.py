@@ -85,7 +85,6 @@ def _champion_bundle(tmp: Path, params: dict) -> SimpleNamespace:
     import torch
     from stable_baselines3 import PPO
 
-    from tasks.promote import reference_table
     from tradingrl.agents.data import build_agent_table, fit_agent_scaler
     from tradingrl.agents.training import build_env
     from tradingrl.data.synthetic import SyntheticMarketConfig, generate_market
@@ -94,7 +93,9 @@ def _champion_bundle(tmp: Path, params: dict) -> SimpleNamespace:
     from tradingrl.models.predict import TrendModel
     from tradingrl.monitoring import live_performance, read_env_config, replay_decisions
     from tradingrl.monitoring.decisions import backtest_env, reference_start
-    from tradingrl.registry import TradingPolicy, build_policy_bundle
+    from tradingrl.monitoring.reference import reference_table
+    from tradingrl.registry.bundle import build_policy_bundle
+    from tradingrl.registry.policy import TradingPolicy
 
     bars = generate_market(SyntheticMarketConfig(**params["ingest"]["synthetic"]))
     table, _ = build_feature_table(bars, LabelSpec(**FEATURES_PARAMS["label"]),
@@ -136,7 +137,7 @@ def world(tmp_path_factory):
     import torch
     from prefect.testing.utilities import prefect_test_harness
 
-    from tradingrl.registry import log_trading_policy
+    from tradingrl.registry.pyfunc import log_trading_policy
 
     tmp = tmp_path_factory.mktemp("drift_flow")
     root = _repo_root(tmp)
@@ -195,7 +196,7 @@ def test_no_champion_is_recorded_and_nothing_runs(world, monkeypatch, tmp_path):
 
 
 def test_the_bundle_carries_its_reference_window(world):
-    from tradingrl.registry import read_manifest
+    from tradingrl.registry.bundle import read_manifest
 
     manifest = read_manifest(world.champion.bundle)
     reference = manifest["reference"]

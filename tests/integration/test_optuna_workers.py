@@ -23,7 +23,8 @@ from pathlib import Path
 from tradingrl.data.synthetic import SyntheticMarketConfig, generate_market
 from tradingrl.features.build import build_feature_table
 from tradingrl.features.labels import LabelSpec
-from tradingrl.models.train import TrainSettings, build_datamodule, search_hyperparameters
+from tradingrl.models.fit import TrainSettings, build_datamodule
+from tradingrl.models.search import search_hyperparameters
 
 worker, storage, folder = int(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
 bars = generate_market(SyntheticMarketConfig(n_symbols=2, n_bars=300, seed=4))
@@ -81,12 +82,8 @@ def test_search_workers_on_a_dask_task_runner_share_the_study(tmp_path: Path, mo
     from tradingrl.data.synthetic import SyntheticMarketConfig, generate_market
     from tradingrl.features.build import build_feature_table
     from tradingrl.features.labels import LabelSpec
-    from tradingrl.models.train import (
-        MlflowTrialLogger,
-        TrainSettings,
-        build_datamodule,
-        search_in_parallel,
-    )
+    from tradingrl.models.fit import TrainSettings, build_datamodule
+    from tradingrl.models.search import MlflowTrialLogger, search_in_parallel
     from tradingrl.orchestration import TaskRunnerSettings
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"

@@ -54,7 +54,7 @@ def stage(tmp_path_factory):
         "reports_dir": root / "reports",
         "repo_root": root,
     }
-    result = main(PARAMS, **paths)
+    result = main(PARAMS, repo_root=root)
     assert (root / "mlartifacts").is_dir()  # artifacts beside the store, not in the cwd
     yield root, paths, result, uri
     mp.undo()
@@ -107,7 +107,7 @@ def test_rerun_with_same_inputs_resumes_from_the_checkpoint(stage):
     _, paths, first, _ = stage
     stamp = (paths["checkpoint_root"] / "member-0" / "fingerprint").read_text()
     assert (paths["checkpoint_root"] / "member-0" / "last.ckpt").is_file()
-    second = main(PARAMS, **paths)
+    second = main(PARAMS, repo_root=paths["repo_root"])
     assert (paths["checkpoint_root"] / "member-0" / "fingerprint").read_text() == stamp
     # Training had finished: resuming runs no further epoch, so the same
     # best weights are scored again.

@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pytest
 
+from tests.markets import random_market as random_walk_market
 from tradingrl.backtest import backtest_equal_weight, backtest_positions
 from tradingrl.envs import ExecutionCosts, MarketArrays, SingleAssetTradingEnv, risk_layer_hook
 
@@ -21,26 +22,13 @@ FIELDS_VS_INFO = {
 }
 
 
-def random_market(n: int = 400, seed: int = 0, symbol: str = "TEST", *,
-                  with_timestamps: bool = False, **overrides: np.ndarray) -> MarketArrays:
-    """A random walk whose opens gap from the previous close. About 15% of bars
-    have thin volume (the 10% cap binds on large orders) and 2% none at all."""
-    rng = np.random.default_rng(seed)
-    close = 40.0 * np.exp(np.cumsum(rng.normal(0.0, 0.02, n)))
-    open_ = np.concatenate([[40.0], close[:-1]]) * np.exp(rng.normal(0.0, 0.01, n))
-    volume = rng.uniform(5e5, 2e6, n)
-    thin = rng.random(n)
-    volume[thin < 0.15] = rng.uniform(1e3, 5e4, int((thin < 0.15).sum()))
-    volume[thin < 0.02] = 0.0
-    arrays = {
-        "open": open_, "high": np.maximum(open_, close) * 1.01,
-        "low": np.minimum(open_, close) * 0.99, "close": close, "volume": volume,
-        "features": rng.normal(size=(n, 2)).astype(np.float32),
-    }
-    if with_timestamps:
-        arrays["timestamps"] = np.datetime64("2024-01-01") + np.arange(n).astype("timedelta64[D]")
-    arrays.update(overrides)
-    return MarketArrays(symbol=symbol, feature_names=("f0", "f1"), **arrays)
+def random_market(n: int = 400, seed: int = 0, symbol: str = "TEST",
+                  **kwargs: object) -> MarketArrays:
+    """:func:`tests.markets.random_market` with 2 features, neutral predictions
+    and thin volume: about 15% of bars thin (the 10% cap binds on large
+    orders) and 2% without volume."""
+    return random_walk_market(n, seed, symbol, n_features=2, with_predictions=False,
+                              thin_volume=True, **kwargs)
 
 
 def tiny_market(open_: list[float], close: list[float], volume: float | list[float] = 1e9,
@@ -279,7 +267,7 @@ def test_ruin_ends_the_run_like_the_env() -> None:
 
 # ------------------------------------------------------------------ equal-weight book
 def test_equal_weight_book_sums_independent_sleeves() -> None:
-    markets = [random_market(seed=s, symbol=f"S{s}", with_timestamps=True) for s in (1, 2)]
+    markets = [random_market(seed=s, symbol=f"S{s}", timestamps_from="2024-01-01") for s in (1, 2)]
     targets = {"S1": random_targets(150, 1), "S2": random_targets(150, 2)}
     book = backtest_equal_weight(markets, targets, start_bar=30, initial_cash=CASH)
     alone = [backtest_positions(m, targets[m.symbol], start_bar=30, initial_cash=CASH / 2)
@@ -310,8 +298,8 @@ def test_equal_weight_book_keeps_a_ruined_sleeves_loss() -> None:
 
 
 def test_equal_weight_refuses_misaligned_markets() -> None:
-    a = random_market(seed=1, symbol="A", with_timestamps=True)
-    b = random_market(seed=2, symbol="B", with_timestamps=True)
+    a = random_market(seed=1, symbol="A", timestamps_from="2024-01-01")
+    b = random_market(seed=2, symbol="B", timestamps_from="2024-01-01")
     targets = [np.zeros(20), np.zeros(20)]
     with pytest.raises(ValueError, match="not aligned"):
         backtest_equal_weight([a, b], targets, start_bar=[30, 31])

@@ -1,11 +1,24 @@
-"""Smoke tests of benchmarks/bench_sb3_training.py: its options, the step
-accounting it checks SB3 against, and one tiny real run."""
+"""Smoke tests of the benchmark scripts: bench_sb3_training.py (its options,
+the step accounting it checks SB3 against, one tiny real run) and the
+trading-policy latency benchmarks (options, the one-line refusal without a
+bundle, windows, the cProfile breakdown)."""
 
 from __future__ import annotations
 
+import functools
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
 import pytest
 
+from benchmarks import bench_policy_latency, bench_policy_latency_http, policy_latency
 from benchmarks import bench_sb3_training as bench
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_defaults_and_quick() -> None:
@@ -73,19 +86,7 @@ def test_table_reports_median_range_and_env_share() -> None:
     assert row == "| SAC | 2 | Subproc | 400 | 200 | 100–300 | 2.00 | 87 | 10,000 | 2.0 |"
 
 
-@pytest.fixture
-def one_torch_thread():
-    """As the script's default: on a busy 2-core machine two intra-op threads
-    make a gradient step up to ~100x slower. Restored afterwards."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.mark.usefixtures("one_torch_thread")
+@pytest.mark.usefixtures("one_torch_thread")  # as the script's default (tests/conftest.py)
 @pytest.mark.parametrize("vec_env, n_envs, steps, expected_class", [
     ("auto", 1, 3, "DummyVecEnv"),
     ("dummy", 2, 4, "DummyVecEnv"),  # 3 asked, rounded up to 2 VecEnv.step calls of 2 envs
@@ -105,3 +106,77 @@ def test_tiny_real_run_counts_the_steps_sb3_took(vec_env: str, n_envs: int, step
     # Past learning_starts every VecEnv.step call takes a gradient step, timed as updates.
     assert 0.0 < result.update_share < 100.0
     assert result.env_only_rate > 0.0
+
+
+# ------------------------------------------------------------- policy latency
+@pytest.mark.parametrize("script", [bench_policy_latency, bench_policy_latency_http])
+def test_policy_latency_options(script, capsys: pytest.CaptureFixture[str]) -> None:
+    args = script.parse_args([])
+    assert (args.bundle, args.data) == ("models/trading_policy", "data/validated/ohlcv.parquet")
+    assert (args.symbols, args.calls, args.warmup) == ([1, 8], 200, 5)
+    assert script.parse_args(["--symbols", "8", "1", "8"]).symbols == [8, 1]
+    for argv, message in ((["--symbols", "0"], "--symbols must be >= 1"),
+                          (["--calls", "0"], "--calls and --warmup must be >= 1")):
+        with pytest.raises(SystemExit) as exc:
+            script.parse_args(argv)
+        assert exc.value.code == 2
+        assert message in capsys.readouterr().err
+    if script is bench_policy_latency_http:
+        assert args.port == 0
+        with pytest.raises(SystemExit):
+            script.parse_args(["--port", "70000"])
+    else:
+        assert args.no_code_check is False
+
+
+@pytest.mark.parametrize("module", ["bench_policy_latency", "bench_policy_latency_http"])
+def test_policy_latency_without_a_bundle_says_so_in_one_line(module: str, tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", f"benchmarks.{module}", "--bundle", str(tmp_path / "missing")],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr == (f"{tmp_path / 'missing'} holds no trading-policy bundle "
+                             "(policy.json): run `make run` (stage promote writes "
+                             "models/trading_policy) or pass --bundle DIR\n")
+
+
+def test_windows_end_at_distinct_bars_and_cycle() -> None:
+    stamps = pd.date_range("2024-01-01", periods=10, freq="D", tz="UTC")
+    bars = pd.DataFrame({"timestamp": np.tile(stamps, 2), "symbol": ["A"] * 10 + ["B"] * 10,
+                         "close": np.arange(20.0)})
+    wins = policy_latency.windows(bars, n_symbols=2, min_bars=8, count=4)
+    assert [len(w) for w in wins] == [16] * 4
+    last = [w.groupby("symbol")["timestamp"].max().tolist() for w in wins]
+    # 3 distinct windows of 8 bars in 10; the 4th repeats the first.
+    assert last[:3] == [[stamps[9]] * 2, [stamps[8]] * 2, [stamps[7]] * 2]
+    assert last[3] == last[0]
+    assert policy_latency.windows(bars, 1, 8, 1)[0]["symbol"].unique().tolist() == ["A"]
+
+
+def _inner(seconds: float) -> float:
+    time.sleep(seconds)
+    return seconds
+
+
+def _outer(n: int) -> float:
+    return sum(_inner(0.002) for _ in range(n))
+
+
+class _Owner:
+    def method(self) -> int:
+        return 1
+
+
+def test_profile_call_times_parts_with_their_subcalls() -> None:
+    parts = {"outer": policy_latency.code_of(_outer), "inner": policy_latency.code_of(_inner),
+             "method": policy_latency.code_of(_Owner().method)}
+    result, ms, calls = policy_latency.profile_call(lambda: _outer(3), parts)
+    assert result == pytest.approx(0.006)
+    assert calls == {"outer": 1, "inner": 3, "method": 0}
+    assert 6.0 <= ms["inner"] <= ms["outer"]  # three sleeps of 2 ms, inside outer
+    assert ms["method"] == 0.0
+    assert policy_latency.code_of(functools.partial(_inner, 0.0)) is _inner.__code__
+    assert policy_latency.code_of(_Owner.method) is _Owner.method.__code__
+    with pytest.raises(TypeError, match="not a Python function"):
+        policy_latency.code_of(len)

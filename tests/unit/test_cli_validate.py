@@ -207,8 +207,22 @@ def test_calendar_gap_is_a_warning_not_a_quarantine(tmp_path):
 def test_help_is_fast_and_does_not_import_heavy_libraries():
     code = (
         "import sys, time; t = time.perf_counter(); from tradingrl.cli import app; "
-        "heavy = [m for m in ('pandas', 'torch', 'great_expectations', 'mlflow', 'pandera') if m in sys.modules]; "
+        "heavy = [m for m in ('pandas', 'torch', 'great_expectations', 'mlflow', 'pandera', 'prefect') if m in sys.modules]; "
         "print(heavy)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_help_is_one_line_per_command_and_short_per_option():
+    import typer.main
+
+    group = typer.main.get_command(app)
+    for name, command in group.commands.items():
+        assert "\n" not in command.help.strip(), f"{name}: help is more than one line"
+        assert len(command.help) <= 100, f"{name}: help is {len(command.help)} characters"
+        for param in command.params:
+            text = getattr(param, "help", None) or ""
+            assert len(text) <= 160, f"{name} {param.name}: help is {len(text)} characters"
+        result = CliRunner().invoke(app, [name, "--help"])
+        assert result.exit_code == 0, result.output

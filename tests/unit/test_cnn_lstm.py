@@ -22,25 +22,18 @@ from tradingrl.models.uncertainty import (
     temperature_nll,
 )
 
-pytestmark = pytest.mark.filterwarnings(
-    "ignore:.*does not have many workers.*",
-    "ignore:.*number of training batches.*",
-    "ignore:.*GPU available but not used.*",
-    "ignore:.*no `val_dataloader`.*",
-    "ignore:.*LeafSpec.*",
-)
+pytestmark = [
+    pytest.mark.filterwarnings(
+        "ignore:.*does not have many workers.*",
+        "ignore:.*number of training batches.*",
+        "ignore:.*GPU available but not used.*",
+        "ignore:.*no `val_dataloader`.*",
+        "ignore:.*LeafSpec.*",
+    ),
+    pytest.mark.usefixtures("one_torch_thread"),  # tests/conftest.py
+]
 
 T, F_ = 12, 6
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    # Tiny models gain nothing from intra-op threads, and on a shared 2-core
-    # box (pytest -n 2) spinning OpenMP workers slow the suite by 10x.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def tiny_model(**overrides: object) -> CNNLSTM:

@@ -10,12 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tradingrl.evaluation import (
+from tradingrl.evaluation import path_sharpes, sharpe_ratio
+from tradingrl.splits.cpcv import (
     combinatorial_purged_splits,
     cpcv_paths,
     cpcv_test_groups,
-    path_sharpes,
-    sharpe_ratio,
     timestamp_groups,
 )
 

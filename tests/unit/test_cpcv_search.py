@@ -13,29 +13,28 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks.train_model import search_cv_from_params
 from tradingrl.data.synthetic import SyntheticMarketConfig, generate_market
 from tradingrl.envs.costs import ExecutionCosts
-from tradingrl.evaluation.cpcv import combinatorial_purged_splits, timestamp_groups
-from tradingrl.features.build import build_feature_table
-from tradingrl.features.labels import LabelSpec
-from tradingrl.models import cpcv_search
-from tradingrl.models.cpcv_search import (
+from tradingrl.evaluation import cpcv_search
+from tradingrl.evaluation.cpcv_search import (
     MARKET_PREDICTIONS,
-    USER_ATTRS,
     CPCVSearch,
-    CPCVSettings,
     aligned_bars,
     fit_split_model,
     group_markets,
     prediction_rows,
 )
-from tradingrl.models.train import (
-    TrainSettings,
-    build_datamodule,
+from tradingrl.features.build import build_feature_table
+from tradingrl.features.labels import LabelSpec
+from tradingrl.models.fit import TrainSettings, build_datamodule
+from tradingrl.models.search import (
+    USER_ATTRS,
+    CPCVSettings,
+    SearchSettings,
     search_hyperparameters,
     search_summary,
 )
+from tradingrl.splits.cpcv import combinatorial_purged_splits, timestamp_groups
 
 FEATURES = ["ret_1", "ret_5", "rv_20", "rsi_14", "macd_diff"]
 SETTINGS = TrainSettings(
@@ -79,15 +78,15 @@ def hand_train_rows(table, test_groups) -> np.ndarray:
 
 def capture_datamodules(monkeypatch) -> list:
     """Record every datamodule fit_model trains on (the real fit still runs)."""
-    from tradingrl.models import train
+    from tradingrl.models import fit
 
-    seen, real = [], train.fit_model
+    seen, real = [], fit.fit_model
 
     def recording(datamodule, settings, **kwargs):
         seen.append(datamodule)
         return real(datamodule, settings, **kwargs)
 
-    monkeypatch.setattr(train, "fit_model", recording)
+    monkeypatch.setattr(fit, "fit_model", recording)
     return seen
 
 
@@ -165,7 +164,7 @@ def test_group_book_fills_at_the_group_bars(market):
     """The supervised book of a test group fills at every bar of the group
     (group > 0: the first decision is the bar before it), and its sleeves are
     backtested with the given costs."""
-    from tradingrl.evaluation.policy_eval import supervised_book
+    from tradingrl.evaluation.books import supervised_book
 
     table, bars = market
     codes = pd.factorize(table["symbol"])[0]
@@ -271,7 +270,7 @@ def test_holdout_trial_value_is_the_fit_val_loss(market, tmp_path):
     the given datamodule with seed settings.seed + trial number."""
     from optuna_integration import PyTorchLightningPruningCallback
 
-    from tradingrl.models.train import fit_model
+    from tradingrl.models.fit import fit_model
 
     table, _ = market
     datamodule = build_datamodule(table, FEATURES, SETTINGS)
@@ -299,8 +298,8 @@ def test_holdout_trial_value_is_the_fit_val_loss(market, tmp_path):
 
 def test_params_errors_name_the_key():
     good = {"n_groups": 6, "n_test_groups": 2, "embargo_bars": 5}
-    assert search_cv_from_params({"n_trials": 0}) == ("holdout", None)
-    assert search_cv_from_params({"cv": "cpcv", "cpcv": good}) == ("cpcv", CPCVSettings(**good))
+    assert SearchSettings.from_params({"n_trials": 0}) == SearchSettings()
+    assert SearchSettings.from_params({"cv": "cpcv", "cpcv": good}).cpcv == CPCVSettings(**good)
     cases = [
         ({"cv": "kfold"}, "train_model.search.cv"),
         ({"cv": "cpcv", "cpcv": {**good, "n_test_groups": 6}}, "train_model.search.cpcv.n_test_groups"),
@@ -313,7 +312,7 @@ def test_params_errors_name_the_key():
     ]
     for search, key in cases:
         with pytest.raises(ValueError) as error:
-            search_cv_from_params(search)
+            SearchSettings.from_params(search)
         message = str(error.value)
         assert message.startswith(key) and "\n" not in message, message
     with pytest.raises(ValueError, match="^cv must be one of holdout, cpcv"):
@@ -346,9 +345,7 @@ def test_stage_logs_cpcv_trials_to_mlflow_and_the_report(market, tmp_path, monke
                    "cpcv": {"n_groups": 4, "n_test_groups": 2, "embargo_bars": 5}},
         "baselines": {"logreg_max_rows": 5000},
     }
-    report = main(params, features_dir=features_dir, out_dir=tmp_path / "models" / "cnn_lstm",
-                  checkpoint_root=tmp_path / "models" / "ckpt", reports_dir=tmp_path / "reports",
-                  repo_root=tmp_path, validated_dir=validated_dir,
+    report = main(params, repo_root=tmp_path,
                   costs={"commission_bps": 1.0, "spread_bps": 2.0, "impact_coef": 0.5,
                          "participation_limit": 0.1})
     written = json.loads((tmp_path / "reports" / "model_metrics.json").read_text())

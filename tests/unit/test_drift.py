@@ -4,6 +4,7 @@ environment earned, and the retraining rules at and around their thresholds."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -116,8 +117,8 @@ def _rollouts(n_symbols: int = 2):
 
 
 def test_decisions_traded_by_the_backtester_earn_what_the_environment_earned():
+    from tradingrl.evaluation.books import equal_weight_book, rollout_steps
     from tradingrl.evaluation.performance import sharpe_ratio
-    from tradingrl.evaluation.policy_eval import _rollout_steps, equal_weight_book
 
     rollouts, env = _rollouts()
     rows, markets = [], {}
@@ -136,7 +137,7 @@ def test_decisions_traded_by_the_backtester_earn_what_the_environment_earned():
     result = live_performance(decisions, markets, oos_sharpe=1.5, bars_per_year=252,
                               env={k: env[k] for k in ("costs", "initial_cash", "fill")})
     expected = equal_weight_book(
-        [_rollout_steps(r) for _, r in rollouts.values()],
+        [rollout_steps(r) for _, r in rollouts.values()],
         [m.timestamps[r["bar"].astype(int)] for m, r in rollouts.values()])
     np.testing.assert_allclose(result.log_returns, expected.log_return, rtol=0, atol=1e-15)
     assert result.matured_bars == len(expected.log_return) == 300 - 1 - 100
@@ -232,3 +233,197 @@ def test_thresholds_are_checked():
             RetrainThresholds(**kwargs)
     with pytest.raises(TypeError, match="results must be CheckResults"):
         decide_retrain({"feature": _drift(0.1)}, THRESHOLDS)
+
+
+# ---------------------------------------------------------------- the decision record
+REPO_PARAMS = __import__("pathlib").Path(__file__).resolve().parents[2] / "params.yaml"
+
+
+def _settings(**changes):
+    from tradingrl.monitoring import DriftSettings
+    from tradingrl.params import load_params
+
+    return DriftSettings.from_params({**load_params("monitoring", REPO_PARAMS), **changes})
+
+
+def test_settings_come_from_the_monitoring_section():
+    from tradingrl.monitoring import DriftSettings
+    from tradingrl.params import load_params
+
+    monitoring = load_params("monitoring", REPO_PARAMS)
+    settings = DriftSettings.from_params(monitoring)
+    assert settings.window_bars == monitoring["window_bars"]
+    assert settings.retrain == RetrainThresholds.from_params(monitoring)
+    assert settings.retrain.drift_share == monitoring["drift_share_threshold"]
+    assert DriftSettings.from_params(monitoring, window_bars=126).window_bars == 126
+    assert list(settings.thresholds()) == [
+        "drift_share", "prediction_drift_share", "performance_decay", "min_matured_bars",
+        "drift_method", "column_threshold", "prediction_column_threshold"]
+    with pytest.raises(KeyError, match="monitoring lacks experiment, bars_per_year"):
+        DriftSettings.from_params({k: v for k, v in monitoring.items()
+                                   if k not in ("bars_per_year", "experiment")})
+    with pytest.raises(ValueError, match="window_bars must be an int >= 2"):
+        DriftSettings.from_params(monitoring, window_bars=1)
+
+
+def _rows(n_sessions: int = 3) -> pd.DataFrame:
+    stamps = pd.date_range("2024-01-01", periods=n_sessions, freq="D", tz="UTC")
+    return pd.DataFrame({"timestamp": list(stamps) * 2, "symbol": ["A"] * n_sessions
+                         + ["B"] * n_sessions})
+
+
+def _matured(live: float, oos: float) -> PerformanceResult:
+    stamps = np.array(["2024-01-02", "2024-01-03"], dtype="datetime64[ns]")
+    return PerformanceResult(2, live, oos, oos - live, 0.01, stamps, np.array([0.0, 0.01]))
+
+
+def _decide(results, trigger="none"):
+    from tradingrl.monitoring import champion_summary, decide_drift
+
+    manifest = {"reference": {"first": "2023-01-02T00:00:00+00:00",
+                              "last": "2023-12-29T00:00:00+00:00", "sessions": 252,
+                              "rows": 504}}
+    return decide_drift(results, _settings(min_matured_bars=2), rows=_rows(),
+                        champion=champion_summary("3", 1.5, manifest),
+                        checked_at="2024-01-04T00:00:00+00:00", report_dir="/tmp/r",
+                        window={"source": "synthetic", "overrides": {"seed": 11},
+                                "rows_in": 6}, trigger=trigger, notes=("a note",))
+
+
+def test_a_fired_rule_makes_a_retrain_decision_with_its_json_tags_and_metrics():
+    decision = _decide(CheckResults(_drift(0.5), _drift(0.2, n=5), _matured(-2.0, 1.5)))
+    assert decision.decision == "retrain" and decision.retrain_due is True
+    assert decision.fired == ["feature_drift", "performance_decay"]
+    assert len(decision.reasons) == 2 and decision.reasons[0].startswith("feature drift: 5 of 10")
+    record = json.loads(decision.to_json())
+    assert record == decision.to_dict()
+    assert list(record) == [
+        "checked_at", "report_dir", "experiment", "thresholds", "window", "trigger", "notes",
+        "champion", "decision", "retrain_due", "reasons", "fired", "checks", "feature_drift",
+        "prediction_drift", "performance", "mlflow_run_id"]
+    assert record["window"] == {"window_bars": 252, "source": "synthetic",
+                                "overrides": {"seed": 11}, "rows_in": 6,
+                                "first_decision": "2024-01-01T00:00:00+00:00",
+                                "last_decision": "2024-01-03T00:00:00+00:00",
+                                "sessions": 3, "symbols": 2}
+    assert record["champion"]["version"] == "3" and record["champion"]["reference_rows"] == 504
+    assert record["checks"][0] == {"name": "feature_drift", "fired": True, "checked": True,
+                                   "value": 0.5, "threshold": 0.3,
+                                   "detail": decision.reasons[0]}
+    assert record["feature_drift"]["count"] == 5 and record["prediction_drift"]["share"] == 0.2
+    assert record["trigger"] == {"mode": "none", "action": "none"}
+    assert record["notes"] == ["a note"] and record["mlflow_run_id"] is None
+    assert decision.tags() == {
+        "drift.decision": "retrain", "drift.retrain_due": "true",
+        "drift.fired": "feature_drift,performance_decay",
+        "drift.reasons": " | ".join(decision.reasons), "drift.champion_version": "3",
+        "drift.trigger": "none"}
+    metrics = decision.metrics()
+    assert metrics["feature_drift.share"] == 0.5 and metrics["prediction_drift.count"] == 1
+    assert metrics["performance.decay"] == pytest.approx(3.5)
+    assert "performance.first_fill" not in metrics  # a time, not a number
+    params = decision.params()
+    assert params["window_bars"] == 252 and params["trigger"] == "none"
+    assert params["threshold.drift_share"] == 0.3 and params["threshold.min_matured_bars"] == 2
+
+
+def test_no_rule_fired_lists_every_rule_and_the_markdown_says_so():
+    import dataclasses
+
+    decision = _decide(CheckResults(_drift(0.1), None, _matured(1.0, 1.5)), trigger="auto")
+    assert decision.decision == "no_retrain" and decision.fired == []
+    assert len(decision.reasons) == 3  # every rule's detail when none fired
+    assert decision.to_dict()["prediction_drift"] is None
+    started = dataclasses.replace(decision, mlflow_run_id="run-1", trigger={
+        "mode": "auto", "action": "subflow", "deployment": None, "flow_run_id": "f-1",
+        "state": "Completed"})
+    assert started.training_tags() == {"drift.training_action": "subflow",
+                                       "drift.training_flow_run_id": "f-1"}
+    text = started.summary_markdown()
+    assert text.startswith("# Drift check\n\n**no_retrain**\n")
+    assert "| feature_drift | True | 0.100 | 0.300 | False |" in text
+    assert "| prediction_drift | False | n/a | 0.500 | False |" in text
+    assert "Window: 2024-01-01T00:00:00+00:00 .. 2024-01-03T00:00:00+00:00, 3 sessions x 2 " \
+           "symbols from synthetic." in text
+    assert "Champion: trading-policy v3 (reference 2023-01-02" in text
+    assert "Trigger auto: subflow, flow run `f-1`." in text
+    assert text.endswith("Reports: `/tmp/r`; MLflow run `run-1`.\n")
+
+
+def test_nothing_to_compare_is_recorded_without_checks():
+    from tradingrl.monitoring import DriftDecision, no_comparison
+
+    context = {"checked_at": "2024-01-04T00:00:00+00:00", "report_dir": "/tmp/r",
+               "window": {"source": "synthetic", "overrides": {}}}
+    none = no_comparison(_settings(), champion=None, **context)
+    assert (none.decision, none.retrain_due) == ("no_champion", False)
+    assert none.reasons == ("no champion: nothing to compare",)
+    record = none.to_dict()
+    assert record["checks"] == [] and record["fired"] == [] and record["champion"] is None
+    assert not {"feature_drift", "prediction_drift", "performance"} & set(record)
+    assert record["window"] == {"window_bars": 252, "source": "synthetic", "overrides": {}}
+    assert record["trigger"] == {"mode": "auto", "action": "none"}
+    assert none.tags()["drift.champion_version"] == "None" and none.metrics() == {}
+    old = no_comparison(_settings(), champion={"version": "2"}, **context)
+    assert old.decision == "no_reference" and old.reasons[0].startswith(
+        "champion v2 carries no reference window")
+    with pytest.raises(ValueError, match="decision must be one of"):
+        DriftDecision(decision="maybe", retrain_due=False, reasons=(), checks=(),
+                      checked_at="", report_dir="", experiment="", thresholds={}, window={},
+                      champion=None)
+
+
+def test_the_snapshots_are_named_by_their_report_file():
+    results = CheckResults(_drift(0.1), _drift(0.2), None)
+    assert list(results.snapshots()) == ["drift.html", "prediction_drift.html"]
+    assert list(CheckResults(_drift(0.1), None, None).snapshots()) == ["drift.html"]
+
+
+# ---------------------------------------------------------------- the newest window
+def test_the_window_is_the_newest_sessions_validated_and_featurised():
+    from tradingrl.data.synthetic import SyntheticMarketConfig, generate_market
+    from tradingrl.monitoring import fetch_window
+    from tradingrl.params import load_params
+
+    sections = {s: load_params(s, REPO_PARAMS) for s in ("ingest", "validate", "features")}
+    ingest = {"source": "synthetic",
+              "synthetic": {"n_symbols": 2, "n_bars": 400, "start": "2015-01-02", "seed": 4}}
+    window = fetch_window(ingest, sections["validate"], sections["features"], sessions=300,
+                          overrides={"seed": 9})
+    source = generate_market(SyntheticMarketConfig(n_symbols=2, n_bars=400,
+                                                   start="2015-01-02", seed=9))
+    newest = pd.DatetimeIndex(source["timestamp"].unique()).sort_values()[-300:]
+    assert window.bars["timestamp"].min() == newest[0] and window.symbols == 2
+    assert window.summary["rows_in"] == 600 == window.summary["rows_valid"]
+    assert window.summary["options"]["seed"] == 9 and window.summary["fetched_sessions"] == 300
+    warmup = sections["features"]["warmup_bars"]
+    assert window.features["timestamp"].nunique() <= 300 - warmup  # warm-up rows dropped
+    with pytest.raises(ValueError, match="gave 400 sessions; the check needs 401"):
+        fetch_window(ingest, sections["validate"], sections["features"], sessions=401)
+
+
+def test_sessions_needed_and_relative_csv_paths(tmp_path):
+    from tradingrl.monitoring import history_bars, sessions_needed
+    from tradingrl.monitoring.window import source_options
+
+    manifest = {"features": {"warmup_bars": 120}, "trend_model": {"window": 20},
+                "agent": {"window": 5, "risk_lookback": 30}}
+    assert history_bars(manifest) == 120 + 19 + 31
+    assert sessions_needed(manifest, 120, 252) == (252 + 170, [])
+    sessions, notes = sessions_needed(manifest, 150, 252)
+    assert sessions == 252 + 170 + 30
+    assert notes == ["features.warmup_bars 150 differs from the champion's 120"]
+    ingest = {"source": "csv", "csv": {"path": "data/external", "timezone": "UTC"}}
+    assert source_options(ingest, {"adjust": True}, tmp_path) == (
+        "csv", {"path": str(tmp_path / "data/external"), "timezone": "UTC", "adjust": True})
+
+
+def test_report_folders_never_collide(tmp_path):
+    from datetime import UTC, datetime
+
+    from tradingrl.monitoring.record import new_report_dir
+
+    now = datetime(2024, 1, 4, 16, 30, tzinfo=UTC)
+    first, second = new_report_dir(tmp_path, now), new_report_dir(tmp_path, now)
+    assert (first.name, second.name) == ("20240104T163000Z", "20240104T163000Z-2")
+    assert first.is_dir() and second.is_dir()

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.markets import random_market
 from tradingrl.envs import (
     ACCOUNT_STATE_NAMES,
     DEFAULT_PREDICTION_COLUMNS,
@@ -25,25 +26,6 @@ from tradingrl.envs import (
 from tradingrl.features.technical import FEATURE_COLUMNS
 
 N_FEAT = 3
-
-
-def random_market(n: int = 300, seed: int = 0, **overrides: np.ndarray) -> MarketArrays:
-    """A random-walk market whose opens differ from the previous closes."""
-    rng = np.random.default_rng(seed)
-    close = 40.0 * np.exp(np.cumsum(rng.normal(0.0, 0.02, n)))
-    open_ = np.concatenate([[40.0], close[:-1]]) * np.exp(rng.normal(0.0, 0.01, n))
-    high = np.maximum(open_, close) * 1.01
-    low = np.minimum(open_, close) * 0.99
-    arrays = {
-        "open": open_, "high": high, "low": low, "close": close,
-        "volume": rng.uniform(5e5, 2e6, n),
-        "features": rng.normal(size=(n, N_FEAT)).astype(np.float32),
-        "predictions": np.column_stack([rng.dirichlet(np.ones(3), n), rng.normal(0, 0.01, n),
-                                        rng.uniform(0, 1, n)]),
-    }
-    arrays.update(overrides)
-    return MarketArrays(symbol="TEST", feature_names=("f0", "f1", "f2"),
-                        prediction_names=DEFAULT_PREDICTION_COLUMNS, **arrays)
 
 
 def run_actions(env: gym.Env, actions: np.ndarray, seed: int = 0) -> tuple[list, list, list]:

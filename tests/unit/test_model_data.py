@@ -16,12 +16,11 @@ from tradingrl.models.data import (
     classes_from_labels,
     inverse_frequency_weights,
     labels_from_classes,
-    purged_chronological_split,
-    purged_split,
     window_dataset_from_frame,
     window_end_indices,
     window_loader,
 )
+from tradingrl.splits.purged import purged_chronological_split, purged_split
 
 FEATURES = ("f0", "f1", "f2", "f3")
 HORIZON = 3

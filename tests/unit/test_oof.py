@@ -9,11 +9,11 @@ import pandas as pd
 import pytest
 
 from tradingrl.data.synthetic import SyntheticMarketConfig, generate_market
-from tradingrl.evaluation.walk_forward import walk_forward_folds
 from tradingrl.features.build import build_feature_table
 from tradingrl.features.labels import LabelSpec
+from tradingrl.models.fit import TrainSettings
 from tradingrl.models.oof import check_out_of_fold, predict_fold
-from tradingrl.models.train import TrainSettings
+from tradingrl.splits.walk_forward import walk_forward_folds
 
 FEATURES = ["ret_1", "ret_5", "rv_20", "rsi_14", "macd_diff"]
 SETTINGS = TrainSettings(

@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from flows.serve import build_deployments
 from tests.processes import free_port, stop_group
 from tradingrl.cli import app
 from tradingrl.orchestration import (
@@ -28,6 +27,7 @@ from tradingrl.orchestration import (
     next_run,
     task_runner_from_config,
 )
+from tradingrl.serving import build_deployments
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

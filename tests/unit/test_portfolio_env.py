@@ -18,8 +18,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from tests.markets import random_market as random_walk_market
 from tradingrl.envs import (
-    DEFAULT_PREDICTION_COLUMNS,
     PORTFOLIO_ENV_ID,
     ExecutionCosts,
     MarketArrays,
@@ -38,24 +38,9 @@ N_FEAT = 3
 STAMPS = pd.date_range("2020-01-01", periods=2000, freq="D").to_numpy()
 
 
-def random_market(n: int = 300, seed: int = 0, symbol: str = "S0",
-                  **overrides: np.ndarray) -> MarketArrays:
-    """A random-walk market with timestamps whose opens differ from the previous closes."""
-    rng = np.random.default_rng(seed)
-    close = 40.0 * np.exp(np.cumsum(rng.normal(0.0, 0.02, n)))
-    open_ = np.concatenate([[40.0], close[:-1]]) * np.exp(rng.normal(0.0, 0.01, n))
-    arrays = {
-        "open": open_, "close": close,
-        "high": np.maximum(open_, close) * 1.01, "low": np.minimum(open_, close) * 0.99,
-        "volume": rng.uniform(5e5, 2e6, n),
-        "features": rng.normal(size=(n, N_FEAT)).astype(np.float32),
-        "predictions": np.column_stack([rng.dirichlet(np.ones(3), n), rng.normal(0, 0.01, n),
-                                        rng.uniform(0, 1, n)]),
-        "timestamps": STAMPS[:n],
-    }
-    arrays.update(overrides)
-    return MarketArrays(symbol=symbol, feature_names=("f0", "f1", "f2"),
-                        prediction_names=DEFAULT_PREDICTION_COLUMNS, **arrays)
+# Markets with timestamps (STAMPS[:n]); symbol S0 unless given.
+random_market = functools.partial(random_walk_market, symbol="S0",
+                                  timestamps_from="2020-01-01")
 
 
 def random_panel(n_symbols: int = 3, n: int = 300, seed: int = 0) -> list[MarketArrays]:

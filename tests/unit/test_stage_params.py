@@ -3,10 +3,14 @@ logged to MLflow and versioned), and the repository's own file has none."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import yaml
 
-from tasks._common import REPO_ROOT, load_params, secret_keys
+from tradingrl.params import load_params, secret_keys
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_credential_keys_are_found_at_any_depth():
@@ -32,19 +36,21 @@ def test_the_repository_params_have_no_credentials():
     params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
     assert secret_keys(params) == []
     for section in params:
-        load_params(section)
+        load_params(section, REPO_ROOT / "params.yaml")
 
 
 def test_optuna_storage_comes_from_the_environment_or_params_without_a_password(
         tmp_path, monkeypatch):
-    from tasks.train_model import STORAGE_ENV, optuna_storage
+    from tradingrl.models.search import STORAGE_ENV, SearchSettings
+
+    def url(storage):
+        return SearchSettings.from_params({"storage": storage}).storage_url(tmp_path / "o.db")
 
     monkeypatch.delenv(STORAGE_ENV, raising=False)
-    assert optuna_storage({"storage": None}, tmp_path).startswith("sqlite:///")
-    assert optuna_storage({"storage": "postgresql://optuna@db/studies"}, tmp_path) == (
-        "postgresql://optuna@db/studies")
+    assert url(None) == f"sqlite:///{tmp_path / 'o.db'}"
+    assert url("postgresql://optuna@db/studies") == "postgresql://optuna@db/studies"
     monkeypatch.setenv(STORAGE_ENV, "postgresql://optuna:s3cret@db/studies")
-    assert optuna_storage({"storage": None}, tmp_path) == "postgresql://optuna:s3cret@db/studies"
+    assert url(None) == "postgresql://optuna:s3cret@db/studies"
     with pytest.raises(ValueError, match="holds a password") as err:
-        optuna_storage({"storage": "postgresql://optuna:s3cret@db/studies"}, tmp_path)
+        url("postgresql://optuna:s3cret@db/studies")
     assert "s3cret" not in str(err.value)

@@ -2,12 +2,18 @@
 
 A small real setup (module fixture): a synthetic market of 2 symbols x 500
 bars, the feature table built by the features stage's function, an untrained
-seeded CNN+LSTM saved by train_model's own ``_save_model_dir``, an untrained
+seeded CNN+LSTM saved by train_model's own ``save_trend_model``, an untrained
 seeded PPO agent (action head scaled up so its actions span [-1, 1] and the
 risk rules bind) saved in train_agent's layout with the agent scaler of
 ``fit_agent_scaler``. The env route is the pipeline's: ``build_agent_table``
--> ``span_markets`` -> ``SingleAssetTradingEnv`` with train_agent's
-``env_kwargs_from_params`` (risk layer on).
+-> ``span_markets`` -> ``SingleAssetTradingEnv`` with the keyword arguments
+of :func:`tradingrl.envs.decision.env_kwargs_from_config` (risk layer on).
+
+The observation, the action's clip, the risk context and the risk function
+are one code path (tradingrl/envs/decision.py, unit-tested in
+test_decision.py); the bit-for-bit tests here check what the policy feeds
+it: the feature rows, their scaling, the predictions, the returns window and
+the account.
 """
 
 from __future__ import annotations
@@ -25,13 +31,9 @@ from tradingrl.data.synthetic import SyntheticMarketConfig, generate_market
 from tradingrl.features.build import build_feature_table
 from tradingrl.features.labels import LabelSpec
 from tradingrl.features.technical import FEATURE_COLUMNS
-from tradingrl.registry import (
-    AccountState,
-    TradingPolicy,
-    build_policy_bundle,
-    read_manifest,
-    required_history,
-)
+from tradingrl.registry.bundle import build_policy_bundle, read_manifest, required_history
+from tradingrl.registry.inputs import AccountState
+from tradingrl.registry.policy import TradingPolicy
 
 FEATURES_PARAMS = {"warmup_bars": 120,
                    "label": {"horizon": 5, "threshold_mode": "volatility", "threshold": 0.5,
@@ -64,9 +66,9 @@ def _save_trend_model(out_dir, table, *, dropout, mc_samples, seed=0):
     """An untrained, seeded CNN+LSTM in models/cnn_lstm's layout (train_model's writer)."""
     import torch
 
-    from tasks.train_model import _save_model_dir
     from tradingrl.models.cnn_lstm import CNNLSTM
     from tradingrl.models.data import FeatureScaler
+    from tradingrl.models.train import save_trend_model
 
     torch.manual_seed(seed)
     hparams = {"conv_channels": 8, "conv_kernel_size": 3, "conv_blocks": 1, "lstm_hidden": 8,
@@ -76,16 +78,17 @@ def _save_trend_model(out_dir, table, *, dropout, mc_samples, seed=0):
     cut = np.sort(table["timestamp"].unique())[int(0.6 * table["timestamp"].nunique())]
     scaler = FeatureScaler.fit(table, FEATURE_COLUMNS, rows=(table["timestamp"] < cut).to_numpy())
     out_dir.mkdir(parents=True)
-    _save_model_dir(out_dir, [model], SimpleNamespace(scaler=scaler),
-                    SimpleNamespace(window=TREND_WINDOW, mc_samples=mc_samples, model=hparams),
-                    {"temperatures": [1.3]}, list(FEATURE_COLUMNS), {"split": {}})
+    save_trend_model(out_dir, [model], scaler,
+                     SimpleNamespace(window=TREND_WINDOW, mc_samples=mc_samples, model=hparams),
+                     [1.3], list(FEATURE_COLUMNS), {})
     return out_dir
 
 
 def _env_kwargs(risk):
-    from tasks.train_agent import env_kwargs_from_params
+    from tradingrl.envs.decision import env_kwargs_from_config
 
-    return env_kwargs_from_params({**AGENT_PARAMS, "risk": risk}, "single_asset")
+    return env_kwargs_from_config(AGENT_PARAMS["env"], AGENT_PARAMS["costs"], risk,
+                                  "single_asset")
 
 
 def _write_agent_dir(out_dir, agent_zip, scaler, observation_size, risk):
@@ -192,15 +195,33 @@ def _window_predictions(world, decisions):
 
 
 # ---------------------------------------------------------------- serving == evaluation
+# The risk context's entries a flat new account shares with the env's (the
+# env's bar indexes its market, and its equity is its cash, the policy's 1.0).
+SHARED_CONTEXT = ("drawdown", "position", "returns", "sigma", "confidence", "expected_return")
+
+
+def _recording(risk_fn, contexts):
+    """``risk_fn`` that also appends each context it is called with to ``contexts``."""
+    def recorded(target, context):
+        contexts.append({k: np.array(context[k]) for k in SHARED_CONTEXT})
+        return risk_fn(target, context)
+
+    return recorded
+
+
 @pytest.mark.parametrize("risk_name", ["limits", "model_sized"])
-def test_observation_action_and_risk_target_equal_the_environment(world, risk_name):
+def test_observation_action_and_risk_target_equal_the_environment(world, risk_name,
+                                                                  monkeypatch):
     """For a flat new account at bar t, the policy's observation is the env's
-    bit for bit, its requested target is the agent's action on it and its
-    target is the env's risk-checked ``info["target"]``."""
+    bit for bit, its requested target is the agent's action on it, the risk
+    context it builds is the env's and its target is the env's risk-checked
+    ``info["target"]``."""
     from tradingrl.envs.single_asset import SingleAssetTradingEnv
 
     risk = RISK_LIMITS if risk_name == "limits" else RISK_MODEL_SIZED
     policy = world.policies[risk_name]
+    served_contexts: list[dict] = []
+    monkeypatch.setattr(policy, "risk_fn", _recording(policy.risk_fn, served_contexts))
     symbols = sorted(world.bars["symbol"].unique())
     first = world.table.groupby("symbol")["timestamp"].transform("min")
     candidates = np.sort(world.table.loc[world.table["timestamp"] > first.max(), "timestamp"]
@@ -212,12 +233,16 @@ def test_observation_action_and_risk_target_equal_the_environment(world, risk_na
 
     checked, bindings = 0, set()
     for t in tested:
+        served_contexts.clear()
         decisions, observations = policy.decide_with_observations(_window(world.bars, end=t))
-        for symbol in symbols:
+        for symbol, served in zip(symbols, served_contexts, strict=True):
             market = markets[symbol]
             i = int(np.flatnonzero(market.timestamps == t.tz_localize(None).to_datetime64())[0])
             assert i >= AGENT_PARAMS["env"]["risk_lookback"]  # a full return window
-            env = SingleAssetTradingEnv(market, **_env_kwargs(risk))
+            env_contexts: list[dict] = []
+            kwargs = _env_kwargs(risk)
+            env = SingleAssetTradingEnv(market, **{
+                **kwargs, "risk_fn": _recording(kwargs["risk_fn"], env_contexts)})
             obs_env, _ = env.reset(options={"start_bar": i})
             action, _ = policy.agent.predict(obs_env, deterministic=True)
             _, _, _, _, info = env.step(action)
@@ -225,6 +250,8 @@ def test_observation_action_and_risk_target_equal_the_environment(world, risk_na
             assert row["timestamp"] == t
             assert observations[symbol].dtype == np.float32
             np.testing.assert_array_equal(observations[symbol], obs_env)
+            for key in SHARED_CONTEXT:
+                np.testing.assert_array_equal(served[key], env_contexts[0][key], err_msg=key)
             assert row["requested_target"] == info["requested_target"]
             assert row["target"] == info["target"]
             assert row["risk_binding"] == ",".join(env._risk_state["binding"])
@@ -426,7 +453,7 @@ def test_bad_accounts_are_refused(world, account, message):
 
 
 def test_account_param_is_a_json_object_string():
-    from tradingrl.registry import parse_account_param
+    from tradingrl.registry.pyfunc import parse_account_param
 
     assert parse_account_param(None) is None
     assert parse_account_param({"account": ""}) is None
@@ -568,7 +595,7 @@ def registered(world, tmp_path_factory):
     is restored afterwards)."""
     import mlflow
 
-    from tradingrl.registry import log_trading_policy
+    from tradingrl.registry.pyfunc import log_trading_policy
 
     root = tmp_path_factory.mktemp("mlflow")
     previous = mlflow.get_tracking_uri()
@@ -590,7 +617,7 @@ def registered(world, tmp_path_factory):
 def test_pyfunc_answers_what_the_policy_answers(world, registered):
     import mlflow
 
-    from tradingrl.registry import serving_input, serving_output
+    from tradingrl.registry.pyfunc import serving_input, serving_output
 
     assert registered.version == "1"
     version = mlflow.MlflowClient().get_model_version("trading-policy", "1")
@@ -634,7 +661,7 @@ def test_json_dataframe_split_request_is_answered_like_the_server(world, registe
     params (mlflow.models.validate_serving_input runs it), string times."""
     from mlflow.models import validate_serving_input
 
-    from tradingrl.registry import serving_input, serving_output
+    from tradingrl.registry.pyfunc import serving_input, serving_output
 
     window = serving_input(_window(world.bars, n=MIN_BARS))
     account = {"SYN000": {"position": 0.3, "cash_fraction": 0.7}}
@@ -657,7 +684,7 @@ def test_mlflow_models_serve_answers_over_http(world, registered, tmp_path):
     import urllib.request
     from pathlib import Path
 
-    from tradingrl.registry import serving_input, serving_output
+    from tradingrl.registry.pyfunc import serving_input, serving_output
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tradingrl.evaluation.walk_forward import Fold, purge_labels, walk_forward_folds
+from tradingrl.splits.walk_forward import Fold, purge_labels, walk_forward_folds
 
 
 def sessions(n: int, symbols: int = 2) -> pd.Series:

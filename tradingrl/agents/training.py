@@ -42,10 +42,10 @@ from typing import Any
 import numpy as np
 
 from tradingrl.envs.arrays import MarketArrays
+from tradingrl.envs.decision import ENV_KINDS
 from tradingrl.envs.single_asset import SingleAssetTradingEnv
 
 ALGORITHM_NAMES: tuple[str, ...] = ("ppo", "sac", "td3")
-ENV_KINDS: tuple[str, ...] = ("single_asset", "portfolio")
 BEST_MODEL_NAME = "best_model"  # EvalCallback's file name: <out_dir>/best_model.zip
 CHECKPOINT_DIR = "checkpoints"
 CHECKPOINT_PREFIX = "agent"
@@ -124,6 +124,26 @@ class AgentSettings:
             raise ValueError(f"env must be one of {ENV_KINDS}, got {self.env!r}")
         if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> AgentSettings:
+        """From params.yaml's ``train_agent`` section (``algorithm_kwargs`` of
+        the chosen algorithm only)."""
+        return cls(
+            algorithm=params["algorithm"],
+            env=params["env_kind"],
+            total_timesteps=params["total_timesteps"],
+            n_envs=params["n_envs"],
+            seeds=tuple(params["seeds"]),
+            learning_rate=params["learning_rate"],
+            policy_kwargs=dict(params.get("policy_kwargs") or {}),
+            algorithm_kwargs=dict((params.get("algorithm_kwargs") or {}).get(params["algorithm"],
+                                                                             {})),
+            eval_freq=params["eval_freq"],
+            patience=params["patience"],
+            min_evals=params["min_evals"],
+            checkpoint_freq=params["checkpoint_freq"],
+        )
 
 
 @dataclass(frozen=True)

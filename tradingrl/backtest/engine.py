@@ -18,8 +18,9 @@ action, known at the close of t. It is executed exactly as
 Ruin: when ``equity_{t+1} <= 0`` the run ends at that step, as the
 environment's episode does. The result then holds the steps up to and including
 the ruinous one (``ruined`` is True): its equity is the real (<= 0) mark, its
-log return ``log(1e-12 * initial_cash / equity_t)`` (the environment's floor),
-its position 0. No later step exists.
+log return ``log(RUIN_FLOOR * initial_cash / equity_t)`` (the environment's
+floor, :data:`tradingrl.envs.episode.RUIN_FLOOR` = 1e-12), its position 0. No
+later step exists.
 
 Two paths give the same numbers. Without a ``risk_fn`` a numba kernel runs the
 path-dependent loop, every float operation in the environment's order, so its
@@ -44,8 +45,9 @@ import numpy as np
 
 from tradingrl.envs.arrays import MarketArrays
 from tradingrl.envs.costs import ExecutionCosts
+from tradingrl.envs.episode import RUIN_FLOOR
 from tradingrl.envs.risk_hook import RiskFn, no_risk_limit
-from tradingrl.envs.single_asset import _RUIN_FLOOR, SingleAssetTradingEnv
+from tradingrl.envs.single_asset import SingleAssetTradingEnv
 
 FILL_MODES = ("next_open", "next_close")
 
@@ -302,7 +304,7 @@ def backtest_positions(
         market.close, fill_px, market.volume, market.sigma, array, start_bar, initial_cash,
         # The same expressions as the environment's, so the rates match bit for bit.
         costs.commission_bps * 1e-4, 0.5 * costs.spread_bps * 1e-4, costs.impact_coef,
-        costs.participation_limit, min_trade_fraction, _RUIN_FLOOR * initial_cash,
+        costs.participation_limit, min_trade_fraction, RUIN_FLOOR * initial_cash,
         out, capped)
     fields = {name: out[i, :n_steps] for i, name in enumerate(_KERNEL_FIELDS)}
     return _result(market, fill_px, start_bar, fields, capped[:n_steps], initial_cash)

@@ -10,7 +10,7 @@ agree, otherwise the caller vouches for the alignment.
 A sleeve that is ruined stops trading; its last (<= 0) equity stays in the sum
 for the remaining steps (the loss is the book's). Should the book's own equity
 reach <= 0, the book ends at that step with the environment's log-return floor
-(``log(1e-12 * initial_cash / equity_before)``), and ``ruined`` is True.
+(``log(RUIN_FLOOR * initial_cash / equity_before)``, RUIN_FLOOR = 1e-12), and ``ruined`` is True.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ import numpy as np
 from tradingrl.backtest.engine import BacktestResult, backtest_positions
 from tradingrl.envs.arrays import MarketArrays
 from tradingrl.envs.costs import ExecutionCosts
+from tradingrl.envs.episode import RUIN_FLOOR
 from tradingrl.envs.risk_hook import RiskFn
-from tradingrl.envs.single_asset import _RUIN_FLOOR
 
 
 @dataclass(frozen=True, eq=False)
@@ -151,7 +151,7 @@ def backtest_equal_weight(
     if ruined:
         end = int(wiped[0]) + 1
         equity, before = equity[:end], before[:end]
-    log_returns = np.log(np.where(equity > 0.0, equity, _RUIN_FLOOR * initial_cash) / before)
+    log_returns = np.log(np.where(equity > 0.0, equity, RUIN_FLOOR * initial_cash) / before)
     if timestamps is not None:
         timestamps = timestamps[:equity.shape[0]]
         timestamps.setflags(write=False)

@@ -20,6 +20,8 @@ from tradingrl.envs.arrays import (
     rolling_sigma,
 )
 from tradingrl.envs.costs import ExecutionCosts, FillCosts, cap_fill, fill_costs
+from tradingrl.envs.decision import ACCOUNT_STATE_NAMES, env_kwargs_from_config, risk_fn_from_config
+from tradingrl.envs.episode import REWARD_MODES, RUIN_FLOOR
 from tradingrl.envs.factory import (
     SYNTHETIC_FEATURES,
     make_synthetic_env,
@@ -34,15 +36,17 @@ from tradingrl.envs.panel import (
     check_same_bars,
     stack_markets,
 )
-from tradingrl.envs.portfolio import (
-    PORTFOLIO_ACCOUNT_STATE_NAMES,
+from tradingrl.envs.portfolio import PORTFOLIO_ACCOUNT_STATE_NAMES, PortfolioTradingEnv
+from tradingrl.envs.risk_hook import (
     PortfolioRiskContext,
     PortfolioRiskFn,
-    PortfolioTradingEnv,
+    RiskContext,
+    RiskFn,
+    no_risk_limit,
     portfolio_risk_layer_hook,
+    risk_layer_hook,
 )
-from tradingrl.envs.risk_hook import RiskContext, RiskFn, no_risk_limit, risk_layer_hook
-from tradingrl.envs.single_asset import ACCOUNT_STATE_NAMES, REWARD_MODES, SingleAssetTradingEnv
+from tradingrl.envs.single_asset import SingleAssetTradingEnv
 
 SINGLE_ASSET_ENV_ID = "tradingrl/SingleAsset-v0"
 PORTFOLIO_ENV_ID = "tradingrl/Portfolio-v0"
@@ -60,6 +64,7 @@ __all__ = [
     "PORTFOLIO_ACCOUNT_STATE_NAMES",
     "PORTFOLIO_ENV_ID",
     "REWARD_MODES",
+    "RUIN_FLOOR",
     "SINGLE_ASSET_ENV_ID",
     "SYNTHETIC_FEATURES",
     "ExecutionCosts",
@@ -76,12 +81,14 @@ __all__ = [
     "alignment_losses",
     "cap_fill",
     "check_same_bars",
+    "env_kwargs_from_config",
     "fill_costs",
     "is_label_like",
     "make_synthetic_env",
     "make_synthetic_portfolio_env",
     "no_risk_limit",
     "portfolio_risk_layer_hook",
+    "risk_fn_from_config",
     "risk_layer_hook",
     "rolling_sigma",
     "stack_markets",

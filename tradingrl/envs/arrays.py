@@ -76,6 +76,16 @@ def rolling_sigma(close: np.ndarray, window: int = DEFAULT_VOL_WINDOW) -> np.nda
     return returns.rolling(window, min_periods=2).std().to_numpy(dtype=np.float64)
 
 
+def log_returns(close: np.ndarray) -> np.ndarray:
+    """One-bar log returns ``log(close[t] / close[t-1])`` of a float64 close
+    series (NaN at bar 0): the returns of the risk context's window."""
+    close = np.asarray(close, dtype=np.float64)
+    out = np.empty(close.shape[0])
+    out[0] = np.nan
+    np.log(close[1:] / close[:-1], out=out[1:])
+    return out
+
+
 def _frozen(values: object, dtype: type, name: str, ndim: int) -> np.ndarray:
     array = np.array(values, dtype=dtype, order="C", copy=True)
     if array.ndim != ndim:
@@ -183,11 +193,9 @@ class MarketArrays:
                 raise ValueError("timestamps must be strictly increasing")
             put(self, "timestamps", stamps)
 
-        log_returns = np.empty(n)
-        log_returns[0] = np.nan
-        np.log(prices["close"][1:] / prices["close"][:-1], out=log_returns[1:])
-        log_returns.setflags(write=False)
-        put(self, "log_returns", log_returns)
+        returns = log_returns(prices["close"])
+        returns.setflags(write=False)
+        put(self, "log_returns", returns)
 
     def __len__(self) -> int:
         return self.close.shape[0]

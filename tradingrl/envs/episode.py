@@ -20,7 +20,7 @@ Account, per step, once the environment has marked its book to market at the
 fill bar's close (equity in quote currency)::
 
     log_return = log(equity_{t+1} / equity_t)   (a ruined equity_{t+1} <= 0 counts as
-                                                 _RUIN_FLOOR * initial_cash)
+                                                 RUIN_FLOOR * initial_cash)
     peak       = max(peak, equity_{t+1});  drawdown = 1 - equity_{t+1} / peak
     reward     = log_return + risk_term
 
@@ -44,22 +44,13 @@ import gymnasium as gym
 import numpy as np
 
 from tradingrl.envs.costs import ExecutionCosts
+from tradingrl.envs.decision import observation_bound
 from tradingrl.envs.rewards import differential_sharpe, drawdown_increase_penalty
 
 REWARD_MODES = ("none", "drawdown_penalty", "differential_sharpe")
-_RUIN_FLOOR = 1e-12  # x initial cash: equity used in the log when an account is wiped out
-
-
-def clip_observation_inputs(obs_clip: float | None,
-                            *arrays: np.ndarray) -> tuple[np.ndarray, ...]:
-    """``arrays`` (features, predictions) clipped to [-obs_clip, obs_clip] once, when
-    an environment is built; unchanged when obs_clip is None. ValueError unless
-    obs_clip is None or > 0."""
-    if obs_clip is None:
-        return arrays
-    if not obs_clip > 0:
-        raise ValueError(f"obs_clip must be > 0 or None, got {obs_clip}")
-    return tuple(np.clip(a, -obs_clip, obs_clip) for a in arrays)
+# x initial cash: the equity a wiped-out account (equity <= 0) counts as in the
+# step's log return, so the log stays finite. The backtesters use it too.
+RUIN_FLOOR = 1e-12
 
 
 class TradingEpisode(gym.Env, abc.ABC):
@@ -166,7 +157,7 @@ class TradingEpisode(gym.Env, abc.ABC):
         as a float for clipping the account entries."""
         self.obs_size = obs_size
         self._obs = np.zeros(obs_size, dtype=np.float32)
-        self._bound = math.inf if obs_clip is None else float(obs_clip)
+        self._bound = observation_bound(obs_clip)
         bound = np.float32(self._bound)
         self.observation_space = gym.spaces.Box(-bound, bound, shape=(obs_size,),
                                                 dtype=np.float32)
@@ -200,7 +191,7 @@ class TradingEpisode(gym.Env, abc.ABC):
         self._equity = self.initial_cash
         self._peak = self.initial_cash
         self._drawdown = 0.0
-        self._ruin = _RUIN_FLOOR * self.initial_cash
+        self._ruin = RUIN_FLOOR * self.initial_cash
         self._dsr_a = 0.0  # EMA of returns (Moody & Saffell's A)
         self._dsr_b = 0.0  # EMA of squared returns (B)
         self._done = False

@@ -70,102 +70,22 @@ span's last bar has been the fill bar (terminated, or truncated with
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
-from typing import Any, Literal, TypedDict
+from collections.abc import Sequence
+from typing import Any, Literal
 
 import gymnasium as gym
 import numpy as np
 
 from tradingrl.envs.arrays import MarketArrays
 from tradingrl.envs.costs import ExecutionCosts
-from tradingrl.envs.episode import TradingEpisode, clip_observation_inputs
+from tradingrl.envs.decision import observation_inputs
+from tradingrl.envs.episode import TradingEpisode
 from tradingrl.envs.panel import stack_markets
+from tradingrl.envs.risk_hook import PortfolioRiskContext, PortfolioRiskFn
 
 # The account entries after the N weights at the end of the observation.
 PORTFOLIO_ACCOUNT_STATE_NAMES: tuple[str, ...] = ("cash_fraction", "unrealised_pnl", "drawdown")
 _RISK_TOLERANCE = 1e-9  # round-off a risk_fn's weights may exceed the env's limits by
-
-
-class PortfolioRiskContext(TypedDict):
-    """What the environment passes to a portfolio risk function at decision bar t.
-
-    bar: index of bar t. equity: equity at the close of t (quote currency).
-    peak_equity: highest equity at a close since the episode began.
-    drawdown: 1 - equity / peak_equity (fraction, >= 0).
-    weights: (N,) current weights, signed fractions of equity at the close of t.
-    returns: read-only (k, N) view of the symbols' last ``risk_lookback`` log
-        close-to-close returns ending at t, oldest first (fewer near the start
-        of the data; the first bar's row is NaN).
-    sigma: read-only (N,) past-only per-bar volatility at t (fraction; NaN
-        in a symbol's warm-up).
-    confidence / expected_return: (N,) the trend model's columns at t (NaN when
-        the markets have no such column); expected_return is a forward log return.
-    symbols: the N symbols, in weight order.
-    state: a dict owned by the environment for the function's own memory;
-        emptied at every ``reset()``.
-    """
-
-    bar: int
-    equity: float
-    peak_equity: float
-    drawdown: float
-    weights: np.ndarray
-    returns: np.ndarray
-    sigma: np.ndarray
-    confidence: np.ndarray
-    expected_return: np.ndarray
-    symbols: tuple[str, ...]
-    state: dict[str, Any]
-
-
-PortfolioRiskFn = Callable[[np.ndarray, PortfolioRiskContext], np.ndarray]
-
-
-def portfolio_risk_layer_hook(limits: Any, forecast_horizon_bars: int = 1) -> PortfolioRiskFn:
-    """A :data:`PortfolioRiskFn` passing the book's weights through
-    :func:`tradingrl.risk.apply_risk`, keeping the layer's state (peak equity,
-    breaker) in ``context["state"]`` (its binding rules under ``"binding"``).
-
-    The context's log returns become the simple returns the layer expects; the
-    expected return (a log return over ``forecast_horizon_bars`` bars) is
-    turned into a simple return and divided down to one bar for the Kelly cap.
-    ``limits.confidence_sizing`` / ``limits.kelly_fraction`` need the markets'
-    ``confidence`` / ``expected_return`` prediction columns (ValueError at the
-    first call otherwise). Give the env a ``risk_lookback`` above
-    ``limits.min_history``: the oldest row of the window can be NaN.
-    """
-    from tradingrl.risk import RiskState, apply_risk
-
-    if forecast_horizon_bars < 1:
-        raise ValueError(f"forecast_horizon_bars must be >= 1, got {forecast_horizon_bars}")
-
-    def hook(proposed: np.ndarray, context: PortfolioRiskContext) -> np.ndarray:
-        confidence = expected = None
-        if limits.confidence_sizing:
-            confidence = context["confidence"]
-            if np.isnan(confidence).any():
-                raise ValueError("limits.confidence_sizing needs a 'confidence' prediction "
-                                 "column in the markets")
-        if limits.kelly_fraction is not None:
-            if np.isnan(context["expected_return"]).any():
-                raise ValueError("limits.kelly_fraction needs an 'expected_return' prediction "
-                                 "column in the markets")
-            expected = np.expm1(context["expected_return"]) / forecast_horizon_bars
-        memory = context["state"]
-        decision = apply_risk(
-            proposed,
-            limits=limits,
-            state=memory.get("risk_state", RiskState()),
-            equity=context["equity"],
-            recent_returns=np.expm1(context["returns"]),
-            confidence=confidence,
-            expected_return=expected,
-        )
-        memory["risk_state"] = decision.state
-        memory["binding"] = decision.binding
-        return decision.target
-
-    return hook
 
 
 class PortfolioTradingEnv(TradingEpisode):
@@ -257,12 +177,10 @@ class PortfolioTradingEnv(TradingEpisode):
         self._log_returns = panel.log_returns
 
         n_feat, n_pred = len(panel.feature_names), len(panel.prediction_names)
-        features, predictions = clip_observation_inputs(
-            obs_clip, panel.features, panel.predictions)
+        features, self._preds = observation_inputs(panel.features, panel.predictions, obs_clip)
         # (N, T * F): symbol i's window at t is one contiguous slice of row i.
-        self._feat = np.ascontiguousarray(features, dtype=np.float32).reshape(n, -1)
-        self._preds = np.ascontiguousarray(predictions, dtype=np.float32)  # (T, N, P)
-        self._preds_flat = self._preds.reshape(n_bars, n * n_pred)
+        self._feat = features.reshape(n, -1)
+        self._preds_flat = self._preds.reshape(n_bars, n * n_pred)  # (T, N * P)
         self._n_feat = n_feat
         self._win_len = self.window * n_feat
         self._pred_start = n * self._win_len

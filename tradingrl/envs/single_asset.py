@@ -35,6 +35,10 @@ entry price of the open position (excluding costs); drawdown = 1 - equity /
 peak equity. Every entry is clipped to [-obs_clip, obs_clip] (the features once,
 when the environment is built), which are the space's bounds.
 
+The observation, the action's clip, the risk function's context and its
+target are built by :mod:`tradingrl.envs.decision`, the functions the served
+policy (:class:`tradingrl.registry.policy.TradingPolicy`) calls too.
+
 Episode: from a start bar (fixed, or random with ``random_start``) until the
 last bar of the span has been the fill bar (terminated by default, see
 ``end_of_data``), equity <= 0 (terminated), or ``max_steps`` steps (truncated).
@@ -53,15 +57,18 @@ import numpy as np
 
 from tradingrl.envs.arrays import MarketArrays
 from tradingrl.envs.costs import ExecutionCosts
-from tradingrl.envs.episode import (
-    _RUIN_FLOOR,  # noqa: F401  (re-exported: tradingrl.backtest imports it from here)
-    REWARD_MODES,  # noqa: F401  (re-exported: tradingrl.envs imports it from here)
-    TradingEpisode,
-    clip_observation_inputs,
+from tradingrl.envs.decision import (
+    allowed_target,
+    observation_inputs,
+    observation_size,
+    requested_target,
+    return_window,
+    risk_columns,
+    risk_context,
+    write_observation,
 )
+from tradingrl.envs.episode import TradingEpisode
 from tradingrl.envs.risk_hook import RiskContext, RiskFn, no_risk_limit
-
-ACCOUNT_STATE_NAMES: tuple[str, ...] = ("position", "cash_fraction", "unrealised_pnl", "drawdown")
 
 
 class SingleAssetTradingEnv(TradingEpisode):
@@ -133,33 +140,22 @@ class SingleAssetTradingEnv(TradingEpisode):
         self._fill_price = (market.open if fill == "next_open" else market.close).tolist()
         self._volume = market.volume.tolist()
         self._sigma = np.nan_to_num(market.sigma, nan=0.0).tolist()
-        n_feat, n_pred = market.n_features, market.n_predictions
-        features, predictions = clip_observation_inputs(
-            obs_clip, market.features, market.predictions)
-        self._feat_flat = np.ascontiguousarray(features, dtype=np.float32).reshape(-1)
-        self._preds = np.ascontiguousarray(predictions, dtype=np.float32)
+        n_feat = market.n_features
+        features, self._preds = observation_inputs(market.features, market.predictions, obs_clip)
+        self._feat_flat = features.reshape(-1)
         self._n_feat = n_feat
         self._win_len = self.window * n_feat
-        self._acct = self._win_len + n_pred  # index of the first account-state entry
-        self._init_observation(self._acct + len(ACCOUNT_STATE_NAMES), obs_clip)
+        self._init_observation(observation_size(self.window, n_feat, market.n_predictions),
+                               obs_clip)
         self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(1,), dtype=np.float32)
-
-        names = market.prediction_names
-        self._conf_col = names.index("confidence") if "confidence" in names else -1
-        self._er_col = names.index("expected_return") if "expected_return" in names else -1
+        self._risk_columns = risk_columns(market.prediction_names)
         self._reset_account(self.first_bar)
 
     # ------------------------------------------------------------------ gym API
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         if self._done:
             raise RuntimeError("the episode has ended; call reset()")
-        try:
-            requested = float(action[0])
-        except (TypeError, IndexError):
-            requested = float(action)
-        if math.isnan(requested):
-            raise ValueError("action is NaN")
-        requested = max(-1.0, min(requested, 1.0))
+        requested = requested_target(action)
 
         t = self._t
         close_t = self._close[t]
@@ -168,10 +164,7 @@ class SingleAssetTradingEnv(TradingEpisode):
         cash = self._cash
         target = requested
         if self.risk_fn is not None:
-            target = float(self.risk_fn(requested, self._risk_context(t)))
-            if math.isnan(target):
-                raise ValueError("risk_fn returned NaN")
-            target = max(-1.0, min(target, 1.0))
+            target = allowed_target(self.risk_fn, requested, self._risk_context(t))
 
         f = t + 1
         price = self._fill_price[f]
@@ -240,13 +233,8 @@ class SingleAssetTradingEnv(TradingEpisode):
 
     def _write_obs(self, t: int) -> float:
         """Fill the observation buffer for bar t; returns the position fraction."""
-        obs = self._obs
         start = (t + 1) * self._n_feat - self._win_len
-        obs[:self._win_len] = self._feat_flat[start:start + self._win_len]
-        k = self._acct
-        obs[self._win_len:k] = self._preds[t]
         equity = self._equity
-        bound = self._bound
         if equity > 0.0:
             close = self._close[t]
             shares = self._shares
@@ -255,28 +243,16 @@ class SingleAssetTradingEnv(TradingEpisode):
             unrealised = shares * (close - self._entry_price) / equity if shares else 0.0
         else:  # only in the terminal observation of a ruined account
             position = cash = unrealised = 0.0
-        obs[k] = max(-bound, min(position, bound))
-        obs[k + 1] = max(-bound, min(cash, bound))
-        obs[k + 2] = max(-bound, min(unrealised, bound))
-        obs[k + 3] = min(self._drawdown, bound)
+        write_observation(self._obs, self._feat_flat[start:start + self._win_len], self._preds[t],
+                          position, cash, unrealised, self._drawdown, self._bound)
         return position
 
     def _risk_context(self, t: int) -> RiskContext:
-        returns = self.market.log_returns[max(0, t - self.risk_lookback + 1):t + 1]
-        row = self._preds[t]
         equity = self._equity
-        return {
-            "bar": t,
-            "equity": equity,
-            "peak_equity": self._peak,
-            "drawdown": self._drawdown,
-            "position": self._shares * self._close[t] / equity,
-            "returns": returns,
-            "sigma": self._sigma[t],
-            "confidence": float(row[self._conf_col]) if self._conf_col >= 0 else math.nan,
-            "expected_return": float(row[self._er_col]) if self._er_col >= 0 else math.nan,
-            "state": self._risk_state,
-        }
+        return risk_context(
+            t, equity, self._peak, self._drawdown, self._shares * self._close[t] / equity,
+            return_window(self.market.log_returns, t, self.risk_lookback), self._sigma[t],
+            self._preds[t], self._risk_columns, self._risk_state)
 
     # ------------------------------------------------------------------ read-only views
     @property

@@ -1,4 +1,4 @@
-"""Evaluation statistics: performance summaries, PSR/DSR, PBO and CPCV.
+"""Evaluation statistics: performance summaries, PSR/DSR, PBO and CPCV path Sharpe ratios.
 
 Return conventions (details in each module): summaries, DSR, PBO and CPCV
 paths take per-bar *log* returns of net equity (the backtester's and the
@@ -8,17 +8,10 @@ returns ``expm1(log r)``; the small building blocks of
 PSR/DSR are per period, kurtosis is non-excess (normal = 3).
 
 Importing this package loads numpy only; scipy and pandas load inside the
-functions that need them, and :func:`combinatorial_purged_splits` imports
-:mod:`tradingrl.models.data` (torch) when called.
+functions that need them. The splits themselves are in :mod:`tradingrl.splits`.
 """
 
-from tradingrl.evaluation.cpcv import (
-    combinatorial_purged_splits,
-    cpcv_paths,
-    cpcv_test_groups,
-    path_sharpes,
-    timestamp_groups,
-)
+from tradingrl.evaluation.cpcv import path_sharpes
 from tradingrl.evaluation.pbo import probability_of_backtest_overfitting
 from tradingrl.evaluation.performance import (
     VAR_LEVEL,
@@ -43,9 +36,6 @@ from tradingrl.evaluation.sharpe import (
 __all__ = [
     "EULER_MASCHERONI",
     "VAR_LEVEL",
-    "combinatorial_purged_splits",
-    "cpcv_paths",
-    "cpcv_test_groups",
     "deflated_sharpe_ratio",
     "downside_deviation",
     "drawdown_durations",
@@ -60,6 +50,5 @@ __all__ = [
     "sharpe_ratio",
     "skew_kurtosis",
     "sortino_ratio",
-    "timestamp_groups",
     "var_cvar",
 ]

@@ -41,7 +41,7 @@ def feature_block(open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: n
 
     The values come from :func:`~tradingrl.features.fast_features.feature_matrix`,
     the one-pass numba kernel, not from the ``ta``/pandas reference
-    :func:`~tradingrl.features.technical.compute_features`: ~150x faster on a
+    :func:`~tradingrl.features.technical.compute_features`: much faster on a
     serving window (benchmarks/bench_feature_kernel.py), and tested equal to
     the reference (identical NaN pattern, values to the last bit except ~1e-15
     relative in a few log columns; tests/unit/test_fast_features.py)."""

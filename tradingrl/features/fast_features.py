@@ -4,8 +4,9 @@
 :func:`tradingrl.features.technical.compute_features` (the ``ta`` 0.11 / pandas
 reference) as a C-contiguous float64 array of shape ``(n, len(FEATURE_COLUMNS))``
 (85 columns today), in :data:`~tradingrl.features.technical.FEATURE_COLUMNS`
-order, without building any pandas object. On a 181-bar serving window it
-costs ~0.15 ms warm instead of ~20 ms (``benchmarks/bench_feature_kernel.py``).
+order, without building any pandas object, so a serving window's features cost
+a small fraction of the reference's time (``benchmarks/bench_feature_kernel.py``
+measures both).
 
 Conventions (the same as the reference)
 ---------------------------------------
@@ -55,9 +56,9 @@ PSAR, ADX, ATR, KAMA, Aroon, CCI, Ulcer index and MFI call the kernels of
 
 Known differences from the reference
 ------------------------------------
-* Logarithms: numpy's ``np.log`` on arrays may use SIMD code (AVX-512 on the
-  development machine) that differs from the C library's ``log`` used inside
-  the kernel by one ulp on a few percent of inputs near 1. ``ret_2`` ..
+* Logarithms: numpy's ``np.log`` on arrays may use SIMD code (where the CPU
+  has it) that differs from the C library's ``log`` used inside the kernel by
+  one ulp on a few percent of inputs near 1. ``ret_2`` ..
   ``ret_20``, ``range_hl``, ``body``, the shadows, ``gap``,
   ``parkinson_vol_20``, ``garman_klass_vol_20`` and ``volume_trend_20_60``
   therefore match to ~3e-15 relative, not bit for bit (zero stays exactly zero:
@@ -83,7 +84,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from tradingrl.features import fast_indicators as _fi
+from tradingrl.features import fast_indicators
 from tradingrl.features.technical import FEATURE_COLUMNS
 
 _NAN = np.nan
@@ -521,7 +522,7 @@ def _kernel(o, h, lo, c, v, r1, log_v, log2):
         out[28, i] = macd[i] / c[i]
         out[29, i] = macd_sig[i] / c[i]
         out[30, i] = (macd[i] - macd_sig[i]) / c[i]
-    adx, adx_pos, adx_neg = _fi._adx_kernel(h, lo, c, _i64(14))
+    adx, adx_pos, adx_neg = fast_indicators._adx_kernel(h, lo, c, _i64(14))
     out[31] = adx
     out[32] = adx_pos
     out[33] = adx_neg
@@ -556,7 +557,7 @@ def _kernel(o, h, lo, c, v, r1, log_v, log2):
     m1 = _ema(amp, 9, 9)
     m2 = _ema(m1, 9, 9)
     out[38] = _roll_sum(m1 / m2, 25, 25)
-    out[39] = _fi._cci_kernel(h, lo, c, _i64(20), 0.015)
+    out[39] = fast_indicators._cci_kernel(h, lo, c, _i64(20), 0.015)
 
     # KST (technical.kst: ta's formula without the future-mean fill)
     kst = np.zeros(n)
@@ -583,7 +584,7 @@ def _kernel(o, h, lo, c, v, r1, log_v, log2):
         out[44, i] = c[i] / base[i] - 1.0
         out[45, i] = c[i] / (0.5 * (conv[i] + base[i])) - 1.0
         out[46, i] = c[i] / span_b[i] - 1.0
-    ar_up, ar_down = _fi._aroon_kernel(h, lo, _i64(25))
+    ar_up, ar_down = fast_indicators._aroon_kernel(h, lo, _i64(25))
     out[47] = ar_up
     out[48] = ar_down
     out[49] = ar_up - ar_down
@@ -595,7 +596,7 @@ def _kernel(o, h, lo, c, v, r1, log_v, log2):
     stoch_kd = _stoch_of(stoch_d, _roll_min(stoch_d, 10, 10), _roll_max(stoch_d, 10, 10), 100.0)
     out[50] = _ema(stoch_kd, 3, 3)
 
-    psar, psar_up, _psar_down = _fi._psar_kernel(h, lo, c, 0.02, 0.2)
+    psar, psar_up, _psar_down = fast_indicators._psar_kernel(h, lo, c, 0.02, 0.2)
     for i in range(n):
         out[51, i] = (c[i] - psar[i]) / c[i]
         out[52, i] = 0.0 if np.isnan(psar_up[i]) else 1.0
@@ -650,7 +651,7 @@ def _kernel(o, h, lo, c, v, r1, log_v, log2):
         out[61, i] = -100.0 * (high14[i] - c[i]) / (high14[i] - low14[i])
     med = 0.5 * (h + lo)
     ao = _roll_mean(med, 5, 5) - _roll_mean(med, 34, 34)
-    kama = _fi._kama_kernel(c, _i64(10), _i64(2), _i64(30))
+    kama = fast_indicators._kama_kernel(c, _i64(10), _i64(2), _i64(30))
     for i in range(n):
         out[62, i] = ao[i] / c[i]
         out[63, i] = c[i] / kama[i] - 1.0
@@ -665,7 +666,7 @@ def _kernel(o, h, lo, c, v, r1, log_v, log2):
         out[base_col + 2] = ppo - sig
 
     # ---------------------------------------------------------------- volatility bands
-    out[71] = _fi._atr_kernel(h, lo, c, _i64(14)) / c
+    out[71] = fast_indicators._atr_kernel(h, lo, c, _i64(14)) / c
     c20 = _roll_mean(c, 20, 20)
     bb_std = _roll_std(c, 20, 20, 0)
     for i in range(n):
@@ -694,10 +695,10 @@ def _kernel(o, h, lo, c, v, r1, log_v, log2):
         out[77, i] = ((kc_hi[i] - kc_lo[i]) / kc_mid[i]) * 100
         out[78, i] = (c[i] - dc_lo[i]) / (dc_hi[i] - dc_lo[i])
         out[79, i] = ((dc_hi[i] - dc_lo[i]) / c20[i]) * 100
-    out[80] = _fi._ulcer_kernel(c, _i64(14))
+    out[80] = fast_indicators._ulcer_kernel(c, _i64(14))
 
     # ---------------------------------------------------------------- volume-price
-    out[81] = _fi._mfi_kernel(h, lo, c, v, _i64(14))
+    out[81] = fast_indicators._mfi_kernel(h, lo, c, v, _i64(14))
     mfv = np.empty(n)
     fi = np.empty(n)
     for i in range(n):

@@ -1,5 +1,5 @@
 """Fit one CNN+LSTM on the training rows of one CPCV split (the fitting half
-of :mod:`tradingrl.models.cpcv_search`).
+of :mod:`tradingrl.evaluation.cpcv_search`).
 
 Labels of every row outside the split's train mask are removed before
 anything is fitted (:class:`SplitWindowDataModule`), so a label from a test
@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 if TYPE_CHECKING:
-    from tradingrl.models.train import TrainSettings
+    from tradingrl.models.fit import TrainSettings
 
 
 @functools.cache
@@ -139,8 +139,8 @@ def fit_split_model(
     """Fit one CNN+LSTM on a split's training rows (see the module docstring).
     Returns (a :class:`~tradingrl.models.predict.TrendModel` with one member,
     deterministic passes and the fitted temperature, fit summary)."""
+    from tradingrl.models.fit import fit_model
     from tradingrl.models.predict import TrendModel
-    from tradingrl.models.train import fit_model
     from tradingrl.models.uncertainty import collect_logits, fit_temperature
 
     datamodule = split_datamodule(frame, feature_names, train_rows, settings)

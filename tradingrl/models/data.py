@@ -37,11 +37,7 @@ from tradingrl.models.classes import (  # noqa: F401  (re-exported for callers)
     LABEL_OF_CLASS,
     N_CLASSES,
 )
-from tradingrl.models.splits import (  # noqa: F401  (re-exported for callers)
-    _utc_ns,
-    purged_chronological_split,
-    purged_split,
-)
+from tradingrl.splits.purged import purged_chronological_split, utc_ns
 
 
 def classes_from_labels(labels: Any) -> np.ndarray:
@@ -107,7 +103,7 @@ def check_frame_order(frame: pd.DataFrame) -> np.ndarray:
     runs = 1 + int((codes[1:] != codes[:-1]).sum()) if codes.size else 0
     if runs != len(uniques):
         raise ValueError("rows of a symbol are not contiguous; sort by (symbol, timestamp)")
-    ts = _utc_ns(frame["timestamp"])
+    ts = utc_ns(frame["timestamp"])
     same = codes[1:] == codes[:-1]
     if not (ts[1:][same] > ts[:-1][same]).all():
         raise ValueError("timestamps are not strictly increasing within a symbol")

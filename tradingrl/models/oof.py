@@ -5,7 +5,7 @@ came from the model trained on the same bars, they would be far better than
 anything the model can do live, and the agent would learn to trust them too
 much. So every prediction the agent (and the evaluation) sees is made by a
 model fitted strictly before the predicted block (walk-forward, see
-:mod:`tradingrl.evaluation.walk_forward`):
+:mod:`tradingrl.splits.walk_forward`):
 
 - fold k's model is fitted on fold k's training span only: the scaler on its
   training rows, early stopping and the temperature on the last
@@ -21,15 +21,22 @@ know the future regime), and it is what a live system would have had.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from tradingrl.evaluation.walk_forward import Fold, purge_labels
+from tradingrl.models.data import classes_from_labels
+from tradingrl.models.fit import TrainSettings, build_datamodule, fit_model
+from tradingrl.models.metrics import classification_metrics
 from tradingrl.models.predict import PREDICTION_COLUMNS, TrendModel
-from tradingrl.models.train import TrainSettings, build_datamodule, fit_model
+from tradingrl.models.uncertainty import collect_logits, fit_temperature
+from tradingrl.resume import prepare_resumable
+from tradingrl.splits.walk_forward import Fold, purge_labels
+from tradingrl.stage import write_json
 
 
 def fit_fold_model(
@@ -43,7 +50,6 @@ def fit_fold_model(
     """Fit ``settings.ensemble_size`` CNN+LSTM members on fold's training span
     (purged against its test block) and calibrate their temperatures on that
     span's validation part. Returns the model and a summary of the fit."""
-    from tradingrl.models.uncertainty import collect_logits, fit_temperature
 
     train_rows = fold.train_mask(frame["timestamp"])
     if not train_rows.any():
@@ -125,3 +131,54 @@ def check_out_of_fold(predictions: pd.DataFrame, folds: Sequence[Fold]) -> None:
     missing = [c for c in PREDICTION_COLUMNS if c not in predictions]
     if missing:
         raise ValueError(f"predictions lack columns {missing}")
+
+
+def out_of_fold_predictions(
+    frame: pd.DataFrame,
+    feature_names: Sequence[str],
+    settings: TrainSettings,
+    folds: Sequence[Fold],
+    *,
+    checkpoint_root: Path,
+    run_key: str,
+    log: Callable[[str], None] = print,
+) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+    """Every fold's :func:`predict_fold`, concatenated and checked
+    (:func:`check_out_of_fold`). Fold k works in ``checkpoint_root/fold-<k>``,
+    kept only when stamped ``run_key`` (see :func:`tradingrl.resume.prepare_resumable`):
+    a fold finished there (predictions.parquet and info.json) is read back,
+    marked ``resumed``, not refitted. Returns (predictions, per-fold info)."""
+
+    parts, infos = [], []
+    for fold in folds:
+        fold_dir = checkpoint_root / f"fold-{fold.index}"
+        done = fold_dir / "predictions.parquet"
+        prepare_resumable(fold_dir, run_key)
+        if done.is_file() and (fold_dir / "info.json").is_file():
+            predictions = pd.read_parquet(done)
+            info = {**json.loads((fold_dir / "info.json").read_text()), "resumed": True}
+        else:
+            predictions, info = predict_fold(frame, feature_names, settings, fold,
+                                             checkpoint_dir=fold_dir / "checkpoints")
+            predictions.to_parquet(done, index=False)
+            write_json(fold_dir / "info.json", info)
+        parts.append(predictions)
+        infos.append(info)
+        log(f"predict_oof: fold {fold.index} trained to {fold.train_end.date()}, predicted "
+            f"{info['rows_predicted']} rows {fold.test_start.date()}..{fold.test_end.date()}")
+    oof = pd.concat(parts, ignore_index=True)
+    check_out_of_fold(oof, folds)
+    return oof, infos
+
+
+def oof_metrics(frame: pd.DataFrame, oof: pd.DataFrame) -> dict[str, Any]:
+    """Classification metrics of the out-of-fold predictions on the rows of
+    the feature table ``frame`` whose label matured."""
+
+    joined = oof.merge(frame[["timestamp", "symbol", "label", "fwd_return"]],
+                       on=["timestamp", "symbol"], how="left", validate="one_to_one")
+    joined = joined[joined["label"].notna().to_numpy()]
+    probs = joined[["p_down", "p_flat", "p_up"]].to_numpy(np.float64)
+    return classification_metrics(
+        probs, classes_from_labels(joined["label"]), joined["expected_return"].to_numpy(),
+        joined["fwd_return"].to_numpy())

@@ -26,9 +26,10 @@ t uses bars <= t only and fills at t+1; the span's last bar has no fill bar,
 so its target is NaN.
 
 :func:`reference_window` is the same replay over the last sessions of the
-data a bundle was trained and evaluated on: what ``tasks/promote.py`` saves
-with the bundle as ``reference.parquet``, and what the drift check compares
-the newest window with.
+data a bundle was trained and evaluated on: what promotion
+(:func:`tradingrl.registry.promotion.promote`) saves with the bundle as
+``reference.parquet``, and what the drift check compares the newest window
+with (:func:`replay_newest`; :func:`load_bundle` reads a downloaded bundle).
 """
 
 from __future__ import annotations
@@ -81,6 +82,37 @@ def read_env_config(bundle_dir: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ValueError(f"{path} is missing")
     return json.loads(path.read_text())
+
+
+@dataclass(frozen=True, eq=False)
+class ChampionBundle:
+    """What the drift check reads from a downloaded bundle. manifest: its
+    policy.json (files checked); reference: its reference window (None: the
+    bundle was built without one); policy / env_config: the loaded
+    TradingPolicy and the agent's env_config (None without a reference: there
+    is nothing to compare, so the decision code is not loaded)."""
+
+    manifest: dict[str, Any]
+    reference: pd.DataFrame | None
+    policy: Any = None
+    env_config: dict[str, Any] | None = None
+
+
+def load_bundle(bundle_dir: str | Path) -> ChampionBundle:
+    """:class:`ChampionBundle` of the bundle at ``bundle_dir``. Its files are
+    checked first, its decision code when the policy is loaded, so a bundle
+    without a reference window is reported as such whatever its code."""
+    from tradingrl.registry.bundle import REFERENCE_FILE, read_manifest
+    from tradingrl.registry.policy import TradingPolicy
+
+    bundle_dir = Path(bundle_dir)
+    manifest = read_manifest(bundle_dir, check_code=False)
+    if "reference" not in manifest:
+        return ChampionBundle(manifest=manifest, reference=None)
+    return ChampionBundle(manifest=manifest,
+                          reference=pd.read_parquet(bundle_dir / REFERENCE_FILE),
+                          policy=TradingPolicy.load(bundle_dir),
+                          env_config=read_env_config(bundle_dir))
 
 
 def replay_env_kwargs(policy: Any, env_config: Mapping[str, Any]) -> dict[str, Any]:
@@ -205,6 +237,16 @@ def replay_decisions(policy: Any, env_config: Mapping[str, Any], bars: pd.DataFr
         raise RuntimeError(f"{int(unpredicted.sum())} rows of the span have no prediction")
     rows = rows.sort_values(["symbol", "timestamp"], kind="stable").reset_index(drop=True)
     return ReplayedDecisions(rows=rows, markets=markets, env=env)
+
+
+def replay_newest(policy: Any, env_config: Mapping[str, Any], bars: pd.DataFrame,
+                  features: pd.DataFrame, *, sessions: int) -> ReplayedDecisions:
+    """:func:`replay_decisions` over the newest ``sessions`` sessions (distinct
+    timestamps) of ``features``; fewer sessions with features is a ValueError."""
+    stamps = pd.DatetimeIndex(features["timestamp"].unique()).sort_values()
+    if len(stamps) < sessions:
+        raise ValueError(f"{len(stamps)} sessions have features, the window needs {sessions}")
+    return replay_decisions(policy, env_config, bars, features, start=stamps[-sessions])
 
 
 def reference_start(features: pd.DataFrame, manifest: Mapping[str, Any],

@@ -14,7 +14,7 @@ the decision whether they call for retraining.
   confidence, expected_return and the risk-checked target position).
 - :func:`live_performance`: the champion's decisions over the window traded
   through the project's backtester
-  (:func:`tradingrl.evaluation.policy_eval.backtest_sleeve`, i.e.
+  (:func:`tradingrl.evaluation.books.backtest_sleeve`, i.e.
   :func:`~tradingrl.backtest.backtest_positions` with the environment's costs,
   cash and fill), one equal-weight book as the evaluation builds it; its
   annualised Sharpe ratio after costs over the matured decisions, against the
@@ -246,8 +246,8 @@ def live_performance(decisions: pd.DataFrame, markets: Mapping[str, Any], *,
         initial_cash, fill, min_trade_fraction); no risk function: the
         targets are already risk-checked.
     """
+    from tradingrl.evaluation.books import backtest_sleeve, equal_weight_book
     from tradingrl.evaluation.performance import sharpe_ratio
-    from tradingrl.evaluation.policy_eval import backtest_sleeve, equal_weight_book
 
     if not isinstance(decisions, pd.DataFrame):
         raise TypeError(f"decisions must be a pandas DataFrame, got {type(decisions).__name__}")
@@ -324,6 +324,15 @@ class RetrainThresholds:
         if isinstance(bars, bool) or not isinstance(bars, int) or bars < 2:
             raise ValueError(f"min_matured_bars must be an int >= 2, got {bars!r}")
 
+    @classmethod
+    def from_params(cls, monitoring: Mapping[str, Any]) -> RetrainThresholds:
+        """From params.yaml's ``monitoring`` section (its ``*_threshold`` keys
+        and ``min_matured_bars``)."""
+        return cls(drift_share=monitoring["drift_share_threshold"],
+                   prediction_drift_share=monitoring["prediction_drift_threshold"],
+                   performance_decay=monitoring["performance_decay_threshold"],
+                   min_matured_bars=monitoring["min_matured_bars"])
+
 
 @dataclass(frozen=True)
 class RuleCheck:
@@ -346,6 +355,14 @@ class CheckResults:
     feature: DriftResult
     prediction: DriftResult | None
     performance: PerformanceResult | None
+
+    def snapshots(self) -> dict[str, Any]:
+        """The Evidently snapshots by the HTML file each is saved as:
+        ``drift.html`` (features) and ``prediction_drift.html`` (when checked)."""
+        out = {"drift.html": self.feature.snapshot}
+        if self.prediction is not None:
+            out["prediction_drift.html"] = self.prediction.snapshot
+        return out
 
 
 def _share_rule(name: str, what: str, result: DriftResult | None,

@@ -53,7 +53,8 @@ OUTPUT_COLUMNS: tuple[str, ...] = (
 
 # Library files whose code decides what a bundle outputs, relative to the
 # tradingrl package: the feature path, the trend model's inference, the
-# risk layer and its hook, and the policy itself.
+# observation / risk-context / risk-function code shared with the
+# environment, the risk layer and its hook, and the policy itself.
 CODE_PATH_FILES: tuple[str, ...] = (
     "features/build.py",
     "features/technical.py",
@@ -66,6 +67,7 @@ CODE_PATH_FILES: tuple[str, ...] = (
     "models/uncertainty.py",
     "models/classes.py",
     "envs/arrays.py",
+    "envs/decision.py",
     "envs/risk_hook.py",
     "risk/layer.py",
     "risk/limits.py",
@@ -171,7 +173,7 @@ def _check_features(params: Mapping[str, Any]) -> tuple[int, dict[str, Any]]:
 def _agent_section(env_config: Mapping[str, Any], scaler_names: list[str]) -> dict[str, Any]:
     from tradingrl.agents.training import ALGORITHM_NAMES
     from tradingrl.envs.arrays import check_state_columns
-    from tradingrl.envs.single_asset import ACCOUNT_STATE_NAMES
+    from tradingrl.envs.decision import ACCOUNT_STATE_NAMES, observation_size, risk_fn_from_config
     from tradingrl.features.technical import FEATURE_COLUMNS
     from tradingrl.models.predict import PREDICTION_COLUMNS
 
@@ -197,19 +199,17 @@ def _agent_section(env_config: Mapping[str, Any], scaler_names: list[str]) -> di
     env = dict(env_config["env"])
     window = int(env.get("window", env_default("window")))
     obs_clip = env.get("obs_clip", env_default("obs_clip"))
-    expected = window * len(features) + len(predictions) + len(ACCOUNT_STATE_NAMES)
+    expected = observation_size(window, len(features), len(predictions))
     if int(env_config["observation_size"]) != expected:
         raise ValueError(f"agent observation_size {env_config['observation_size']} != window "
                          f"{window} x {len(features)} features + {len(predictions)} predictions "
                          f"+ {len(ACCOUNT_STATE_NAMES)} account entries = {expected}")
     risk = dict(env_config["risk"])
-    if risk.get("enabled"):
-        from tradingrl.risk.limits import RiskLimits
-
-        limits = {k: v for k, v in risk.items() if k not in ("enabled", "forecast_horizon_bars")}
-        RiskLimits(**limits)  # raises on bad limits now, not at the first decision
-        if int(risk.get("forecast_horizon_bars", 1)) < 1:
-            raise ValueError("risk forecast_horizon_bars must be >= 1")
+    if "enabled" not in risk:
+        raise ValueError("agent env_config.json's risk section lacks 'enabled'")
+    if risk["enabled"] and "forecast_horizon_bars" not in risk:
+        raise ValueError("agent env_config.json's risk section lacks 'forecast_horizon_bars'")
+    risk_fn_from_config(risk)  # the policy's own build: bad limits raise now, not at load
     return {
         "dir": AGENT_DIR,
         "algorithm": env_config["algorithm"],

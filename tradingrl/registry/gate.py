@@ -17,7 +17,9 @@ Checks (thresholds from params; every one is reported with its value):
   compares the recorded Sharpe ratios anyway and says so in its detail.
 
 A failed gate changes no alias: the champion stays, the challenger keeps the
-reasons as tags. Nothing is ever deleted or demoted by a failure.
+reasons as tags. Nothing is ever deleted or demoted by a failure (the aliases
+are set by :func:`tradingrl.registry.promotion.promote`; their names live in
+:mod:`tradingrl.registry.champion`).
 """
 
 from __future__ import annotations
@@ -29,15 +31,22 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-CHALLENGER = "challenger"
-CHAMPION = "champion"
-
 
 @dataclass(frozen=True)
 class GateThresholds:
+    """min_dsr: least deflated Sharpe ratio, a probability in [0, 1].
+    min_sharpe_margin: annualised Sharpe ratio the policy must beat the best
+    baseline's by. max_drawdown: largest out-of-sample drawdown, a fraction
+    of equity in (0, 1]."""
+
     min_dsr: float = 0.95
     min_sharpe_margin: float = 0.1
     max_drawdown: float = 0.25
+
+    @classmethod
+    def from_params(cls, promote: Mapping[str, Any]) -> GateThresholds:
+        """From params.yaml's ``promote`` section (its ``gate`` mapping)."""
+        return cls(**promote["gate"])
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.min_dsr <= 1.0:

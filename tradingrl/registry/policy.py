@@ -11,16 +11,22 @@ bar t, through the pipeline's own code path:
 2. trend model: ``TrendModel.predict`` on the window of feature rows ending
    at t (alone: a symbol's prediction never depends on the other symbols of
    the request, even with MC dropout);
-3. observation, laid out as ``SingleAssetTradingEnv._write_obs`` lays it out:
-   the agent's features of the last ``window`` feature rows scaled with the
-   agent's scaler, the prediction columns at t, both as float32 clipped to
-   ``obs_clip``, then the account's position, cash / equity, unrealised PnL /
-   equity and drawdown (each clipped);
-4. agent: the SB3 policy's deterministic action, clipped to [-1, 1];
-5. risk layer: :func:`tradingrl.envs.risk_hook.risk_layer_hook` with the
-   context the environment builds: the last ``risk_lookback`` log returns of
-   the feature rows' closes, the account, the (float32, clipped) confidence
-   and expected return at t, and the risk state carried in the account.
+3. observation: :func:`tradingrl.envs.decision.observation_inputs` and
+   :func:`~tradingrl.envs.decision.write_observation`, the functions the
+   environment builds its observation with: the agent's features of the
+   last ``window`` feature rows scaled with the agent's scaler, the
+   prediction columns at t, both float32 clipped to ``obs_clip``, then the
+   account's position, cash / equity, unrealised PnL / equity and drawdown
+   (each clipped);
+4. agent: the SB3 policy's deterministic action, clipped to [-1, 1]
+   (:func:`~tradingrl.envs.decision.requested_target`);
+5. risk layer: the risk function of
+   :func:`~tradingrl.envs.decision.risk_fn_from_config` (the bundle's risk
+   section) applied by :func:`~tradingrl.envs.decision.allowed_target` to
+   the environment's :func:`~tradingrl.envs.decision.risk_context`: the last
+   ``risk_lookback`` log returns of the feature rows' closes, sigma over the
+   window's closes, the account, the (float32, clipped) confidence and
+   expected return at t, and the risk state carried in the account.
 
 Timing: the returned ``target`` is the signed fraction of equity to hold,
 decided with bars <= t only, to be filled at bar t+1 (its open by default,
@@ -28,9 +34,10 @@ as in the environment and the backtest) after costs.
 
 Exactness: given the same bars from the start of a symbol's history, the
 observation, the agent's action and the risk-adjusted target equal the
-environment's at that bar for the same account and risk state (the unit
-test steps the env and compares bit for bit; the trend model's prediction at
-t is made from t's window alone, which a batched prediction matches up to
+environment's at that bar for the same account and risk state: the code is
+the environment's, only the inputs come from the OHLCV window (the unit test
+steps the env and compares bit for bit; the trend model's prediction at t
+is made from t's window alone, which a batched prediction matches up to
 float noise, ~1e-9, without MC dropout; with MC dropout a batch draws other
 masks than a lone window, so batched and served predictions differ by the
 MC noise, a few 1e-3 in the probabilities). With only the minimum history
@@ -44,7 +51,6 @@ the minimum to come closer; all of it is used.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -53,27 +59,8 @@ import numpy as np
 import pandas as pd
 
 from tradingrl.models.predict import PREDICTION_COLUMNS
-from tradingrl.registry.bundle import (  # noqa: F401  (build_policy_bundle: re-exported)
-    OUTPUT_COLUMNS,
-    build_policy_bundle,
-    read_manifest,
-)
-from tradingrl.registry.inputs import (
-    AccountState,
-    check_ohlcv,
-    parse_accounts,
-    prepare_ohlcv,  # noqa: F401  (re-exported)
-)
-
-
-def __getattr__(name: str) -> Any:
-    # The MLflow side lives in tradingrl.registry.pyfunc (it imports mlflow);
-    # reachable from here too, imported on first use.
-    if name in ("log_trading_policy", "TradingPolicyModel"):
-        from tradingrl.registry import pyfunc
-
-        return getattr(pyfunc, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+from tradingrl.registry.bundle import OUTPUT_COLUMNS, read_manifest
+from tradingrl.registry.inputs import AccountState, check_ohlcv, parse_accounts
 
 
 class TradingPolicy:
@@ -97,18 +84,11 @@ class TradingPolicy:
         self.obs_size = int(spec["observation_size"])
         self.min_bars = int(manifest["min_history_bars"])
         self.min_feature_rows = int(manifest["input"]["history"]["min_feature_rows"])
-        risk = dict(spec["risk"])
-        self.risk_fn = None
-        self.risk_lookback = int(spec["risk_lookback"])
-        if risk.pop("enabled"):
-            from tradingrl.envs.risk_hook import risk_layer_hook
-            from tradingrl.risk.limits import RiskLimits
+        from tradingrl.envs.decision import risk_columns, risk_fn_from_config
 
-            horizon = int(risk.pop("forecast_horizon_bars"))
-            self.risk_fn = risk_layer_hook(RiskLimits(**risk), forecast_horizon_bars=horizon)
-        names = self.prediction_columns
-        self._conf_col = names.index("confidence") if "confidence" in names else -1
-        self._er_col = names.index("expected_return") if "expected_return" in names else -1
+        self.risk_fn = risk_fn_from_config(spec["risk"])
+        self.risk_lookback = int(spec["risk_lookback"])
+        self._risk_columns = risk_columns(self.prediction_columns)
         if list(agent_scaler.feature_names) != list(spec["features"]):
             raise ValueError("the agent's scaler and the manifest disagree on the features")
         from tradingrl.features.technical import FEATURE_COLUMNS
@@ -164,8 +144,9 @@ class TradingPolicy:
 
         ``ohlcv``: long format (timestamp, symbol, open, high, low, close,
         volume), at least ``min_bars`` bars per symbol; see
-        :func:`prepare_ohlcv`. ``account``: per symbol, an AccountState or a
-        mapping of its fields; symbols left out trade a new flat account.
+        :func:`~tradingrl.registry.inputs.prepare_ohlcv`. ``account``: per
+        symbol, an AccountState or a mapping of its fields; symbols left out
+        trade a new flat account.
         """
         return self.decide_with_observations(ohlcv, account)[0]
 
@@ -192,7 +173,16 @@ class TradingPolicy:
 
     def _decide_symbol(self, symbol: str, bars: dict[str, np.ndarray], stamp: pd.Timestamp,
                        account: AccountState) -> tuple[dict[str, Any], np.ndarray]:
-        from tradingrl.envs.arrays import DEFAULT_VOL_WINDOW, rolling_sigma
+        from tradingrl.envs.arrays import log_returns, rolling_sigma
+        from tradingrl.envs.decision import (
+            allowed_target,
+            observation_bound,
+            observation_inputs,
+            requested_target,
+            return_window,
+            risk_context,
+            write_observation,
+        )
         from tradingrl.features.build import feature_block
         from tradingrl.risk.limits import RiskState
 
@@ -220,55 +210,39 @@ class TradingPolicy:
         window = table[-trend.window:][:, self._trend_columns]
         predicted = {k: float(v[0]) for k, v in trend.predict_windows(window[None]).items()}
 
-        # The observation, as SingleAssetTradingEnv builds it from MarketArrays
-        # (float32 features and predictions, clipped once; account entries clipped).
-        features = self.agent_scaler.transform(table[-self.window:][:, self._agent_columns])
-        preds = np.asarray([predicted[c] for c in self.prediction_columns], dtype=np.float32)
-        bound = math.inf if self.obs_clip is None else float(self.obs_clip)
-        if self.obs_clip is not None:
-            features = np.clip(features, -self.obs_clip, self.obs_clip)
-            preds = np.clip(preds, -self.obs_clip, self.obs_clip)
+        # The observation, by the environment's own functions (the same float32
+        # casts and clips as on its MarketArrays).
+        features, preds = observation_inputs(
+            self.agent_scaler.transform(table[-self.window:][:, self._agent_columns]),
+            np.asarray([predicted[c] for c in self.prediction_columns], dtype=np.float32),
+            self.obs_clip)
         obs = np.empty(self.obs_size, dtype=np.float32)
-        k = features.size
-        obs[:k] = features.reshape(-1)
-        obs[k:k + preds.size] = preds
-        k += preds.size
-        obs[k] = max(-bound, min(account.position, bound))
-        obs[k + 1] = max(-bound, min(account.cash_fraction, bound))
-        obs[k + 2] = max(-bound, min(account.unrealised_pnl, bound))
-        obs[k + 3] = min(account.drawdown, bound)
+        write_observation(obs, features.reshape(-1), preds, account.position,
+                          account.cash_fraction, account.unrealised_pnl, account.drawdown,
+                          observation_bound(self.obs_clip))
 
         action, _ = self.agent.predict(obs, deterministic=True)
-        requested = float(np.asarray(action).reshape(-1)[0])
-        if math.isnan(requested):
-            raise RuntimeError(f"symbol {symbol}: the agent's action is NaN")
-        requested = max(-1.0, min(requested, 1.0))
+        label = f"symbol {symbol}: "
+        requested = requested_target(action, label)
 
         state = RiskState(float(account.peak_equity), bool(account.breaker_active),
                           int(account.bars_since_trip))
         target, binding = requested, ()
         if self.risk_fn is not None:
-            # The environment's RiskContext at t: log returns between the
-            # closes of the last risk_lookback + 1 feature rows.
-            rows_close = close[positions[-self.risk_lookback - 1:]]
+            # The environment's context at t: its market's rows are these
+            # feature rows, so its returns are those between their closes.
+            returns = log_returns(close[positions[-self.risk_lookback - 1:]])
             memory: dict[str, Any] = {"risk_state": state}
-            context = {
-                "bar": len(close) - 1,
-                "equity": account.equity,
-                "peak_equity": account.equity / (1.0 - account.drawdown),
-                "drawdown": account.drawdown,
-                "position": account.position,
-                "returns": np.log(rows_close[1:] / rows_close[:-1]),
-                # Only the last window's returns enter the last value.
-                "sigma": float(rolling_sigma(close[-DEFAULT_VOL_WINDOW - 1:])[-1]),
-                "confidence": float(preds[self._conf_col]) if self._conf_col >= 0 else math.nan,
-                "expected_return": float(preds[self._er_col]) if self._er_col >= 0 else math.nan,
-                "state": memory,
-            }
-            target = float(self.risk_fn(requested, context))
-            if math.isnan(target):
-                raise RuntimeError(f"symbol {symbol}: the risk layer returned NaN")
-            target = max(-1.0, min(target, 1.0))
+            context = risk_context(
+                len(close) - 1, account.equity, account.equity / (1.0 - account.drawdown),
+                account.drawdown, account.position,
+                return_window(returns, len(returns) - 1, self.risk_lookback),
+                # Over all the bars, as the pipeline takes it over the symbol's
+                # whole history: pandas' rolling std is a running sum whose last
+                # bits depend on where it started (~1e-17 from the last window).
+                float(rolling_sigma(close)[-1]),
+                preds, self._risk_columns, memory)
+            target = allowed_target(self.risk_fn, requested, context, label)
             state, binding = memory["risk_state"], memory["binding"]
 
         row = {

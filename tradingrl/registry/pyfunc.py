@@ -29,11 +29,12 @@ import pandas as pd
 from mlflow.pyfunc import PythonModel
 
 from tradingrl.registry.bundle import INPUT_COLUMNS, runtime_versions
-from tradingrl.registry.policy import TradingPolicy, prepare_ohlcv
+from tradingrl.registry.champion import ARTIFACT_KEY, POLICY_MODEL
+from tradingrl.registry.inputs import prepare_ohlcv
+from tradingrl.registry.policy import TradingPolicy
 
 ACCOUNT_PARAM = "account"
 DEFAULT_MODEL_CONFIG: dict[str, Any] = {"check_code": True, "torch_threads": None}
-ARTIFACT_KEY = "bundle"
 LOGGED_MODEL_NAME = "trading_policy"
 
 
@@ -116,7 +117,7 @@ def log_trading_policy(
     bundle_dir: str | Path,
     example_ohlcv: pd.DataFrame,
     *,
-    name: str = "trading-policy",
+    name: str = POLICY_MODEL,
     tags: Mapping[str, str] | None = None,
     bundle_code: bool = True,
 ) -> str:

@@ -1,7 +1,7 @@
 """Combinatorial purged cross-validation (CPCV) of one CNN+LSTM configuration:
-the second scoring mode of the Optuna search (:func:`tradingrl.models.train.search_hyperparameters`).
+the second scoring mode of the Optuna search (:func:`tradingrl.models.search.search_hyperparameters`).
 
-For every CPCV split (:func:`tradingrl.evaluation.cpcv.combinatorial_purged_splits`,
+For every CPCV split (:func:`tradingrl.splits.cpcv.combinatorial_purged_splits`,
 C(N, k) of them) one CNN+LSTM is fitted and scored:
 
 - fit (:func:`tradingrl.models.cpcv_fit.fit_split_model`): only the labels
@@ -15,13 +15,13 @@ C(N, k) of them) one CNN+LSTM is fitted and scored:
   fitted on the split's validation windows when ``temperature_scaling``.
 - score: the test log loss over the labelled test rows with a prediction,
   and, per test group, the per-bar log returns of the evaluation's
-  ``supervised`` baseline (:func:`tradingrl.evaluation.policy_eval.supervised_book`:
+  ``supervised`` baseline (:func:`tradingrl.evaluation.books.supervised_book`:
   position p_up - p_down, traded per symbol through the backtester with
   costs, equal weight across symbols). A group's returns are the fills at the
   group's bars; group 0 starts at the first bar with a full window.
 
 The trial's value is the mean test log loss over splits; the groups' returns
-are joined into the C(N-1, k-1) backtest paths (:func:`~tradingrl.evaluation.cpcv.cpcv_paths`)
+are joined into the C(N-1, k-1) backtest paths (:func:`~tradingrl.splits.cpcv.cpcv_paths`)
 whose Sharpe ratios (:func:`~tradingrl.evaluation.cpcv.path_sharpes`) show
 how much the configuration's out-of-sample performance depends on the path.
 
@@ -31,95 +31,36 @@ and Optuna are imported inside the functions that need them.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
+from tradingrl.envs.arrays import MarketArrays, rolling_sigma
+from tradingrl.evaluation.books import supervised_book
+from tradingrl.evaluation.cpcv import path_sharpes
 from tradingrl.models.cpcv_fit import fit_split_model
+from tradingrl.models.data import check_frame_order, classes_from_labels, window_end_indices
+from tradingrl.models.metrics import log_loss_score
+from tradingrl.models.search import CPCVSettings, cpcv_summary
+from tradingrl.splits.cpcv import combinatorial_purged_splits, cpcv_paths, timestamp_groups
 
 if TYPE_CHECKING:
-    from tradingrl.models.train import TrainSettings
+    from tradingrl.models.fit import TrainSettings
 
-CV_MODES: tuple[str, ...] = ("holdout", "cpcv")
 # Prediction columns the backtest markets carry (the supervised baseline reads
 # p_up, p_down and confidence).
 MARKET_PREDICTIONS: tuple[str, ...] = ("p_down", "p_flat", "p_up", "expected_return", "confidence")
 OHLCV: tuple[str, ...] = ("open", "high", "low", "close", "volume")
-# Optuna user attributes a CPCV trial carries (JSON values; None for NaN).
-USER_ATTRS: tuple[str, ...] = (
-    "cpcv_n_paths", "cpcv_sharpe_mean", "cpcv_sharpe_std", "cpcv_sharpe_min",
-    "cpcv_sharpe_max", "cpcv_path_sharpes", "cpcv_n_bars", "cpcv_test_log_loss",
-)
 
 
-def check_cv(cv: str) -> str:
-    """``cv`` if it is a known scoring mode, else a one-line ValueError."""
-    if cv not in CV_MODES:
-        raise ValueError(f"cv must be one of {', '.join(CV_MODES)}; got {cv!r}")
-    return cv
-
-
-@dataclass(frozen=True)
-class CPCVSettings:
-    """CPCV layout: ``n_groups`` (N) contiguous timestamp groups,
-    ``n_test_groups`` (k) tested per split (C(N, k) splits, C(N-1, k-1)
-    paths), ``embargo_bars`` distinct timestamps after each test group kept out
-    of training; ``bars_per_year`` annualises the path Sharpe ratios."""
-
-    n_groups: int = 6
-    n_test_groups: int = 2
-    embargo_bars: int = 5
-    bars_per_year: float = 252.0
-
-    def __post_init__(self) -> None:
-        for name in ("n_groups", "n_test_groups", "embargo_bars"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | np.integer):
-                # A params error, reported like the range errors below.
-                raise ValueError(f"cpcv.{name} must be an integer, got {value!r}")  # noqa: TRY004
-        if self.n_groups < 2:
-            raise ValueError(f"cpcv.n_groups must be >= 2, got {self.n_groups}")
-        if not 1 <= self.n_test_groups < self.n_groups:
-            raise ValueError(f"cpcv.n_test_groups must be >= 1 and < cpcv.n_groups "
-                             f"({self.n_groups}), got {self.n_test_groups}")
-        if self.embargo_bars < 0:
-            raise ValueError(f"cpcv.embargo_bars must be >= 0, got {self.embargo_bars}")
-        if not (math.isfinite(self.bars_per_year) and self.bars_per_year > 0):
-            raise ValueError(f"cpcv.bars_per_year must be > 0, got {self.bars_per_year}")
-
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> CPCVSettings:
-        """From a params mapping; an unknown key is a one-line ValueError naming it."""
-        if not isinstance(values, Mapping):
-            raise ValueError(f"cpcv must be a mapping of n_groups, n_test_groups, "  # noqa: TRY004
-                             f"embargo_bars; got {values!r}")
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"cpcv.{unknown[0]} is not a CPCV setting (known: "
-                             f"{', '.join(sorted(known))})")
-        return cls(**values)
-
-    @property
-    def n_splits(self) -> int:
-        return math.comb(self.n_groups, self.n_test_groups)
-
-    @property
-    def n_paths(self) -> int:
-        return math.comb(self.n_groups - 1, self.n_test_groups - 1)
-
-
-# --------------------------------------------------------------- scoring
 def aligned_bars(frame: pd.DataFrame, ohlcv: pd.DataFrame) -> pd.DataFrame:
     """OHLCV and the impact model's past-only ``sigma`` for every row of the
     feature table ``frame`` (same order, a fresh RangeIndex). ``sigma`` is
     computed on each symbol's whole ``ohlcv`` close series, as the
     evaluation's agent table does. Raises when a feature row has no bar."""
-    from tradingrl.envs.arrays import rolling_sigma
 
     missing = [c for c in ("timestamp", "symbol", *OHLCV) if c not in ohlcv.columns]
     if missing:
@@ -168,7 +109,6 @@ def group_markets(
     bars: :func:`aligned_bars` of the table; in_group: boolean mask of the
     group's rows; predictions: (rows, len(MARKET_PREDICTIONS)) float32, valid
     where ``predicted``."""
-    from tradingrl.envs.arrays import MarketArrays
 
     markets, firsts = [], []
     stamps = pd.DatetimeIndex(bars["timestamp"]).tz_convert("UTC").tz_localize(None).to_numpy()
@@ -241,8 +181,6 @@ class CPCVSearch:
     baselines: Any = None
 
     def __post_init__(self) -> None:
-        from tradingrl.evaluation.cpcv import combinatorial_purged_splits, timestamp_groups
-        from tradingrl.models.data import check_frame_order, classes_from_labels
 
         self.feature_names = list(self.feature_names)
         self.symbol_codes = check_frame_order(self.frame)
@@ -257,9 +195,6 @@ class CPCVSearch:
     def score_split(self, split: int, settings: TrainSettings, *, seed: int,
                     max_epochs: int | None = None) -> SplitScore:
         """Fit split ``split``'s model and score its test groups."""
-        from tradingrl.evaluation.policy_eval import supervised_book
-        from tradingrl.models.data import window_end_indices
-        from tradingrl.models.metrics import log_loss_score
 
         train, test, info = self.splits[split]
         trend, fit = fit_split_model(self.frame, self.feature_names, settings, train,
@@ -307,7 +242,6 @@ class CPCVSearch:
         (``optuna.TrialPruned``) when the pruner says so; the per-split
         losses so far are kept in its user attribute ``cpcv_test_log_loss``.
         The summary (:func:`cpcv_summary`) is JSON-safe."""
-        from tradingrl.evaluation.cpcv import cpcv_paths, path_sharpes
 
         losses: list[float] = []
         split_returns: list[dict[int, np.ndarray]] = []
@@ -331,74 +265,3 @@ class CPCVSearch:
         sharpes = path_sharpes(split_returns, paths, bars_per_year=self.cpcv.bars_per_year)
         value = float(np.mean(losses))
         return value, cpcv_summary(value, losses, sharpes, self.cpcv, fits)
-
-
-def _finite_or_none(value: Any) -> float | None:
-    value = float(value)
-    return value if math.isfinite(value) else None
-
-
-def cpcv_summary(objective: float, losses: Sequence[float], sharpes: Mapping[str, Any],
-                 cpcv: CPCVSettings, splits: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """JSON-safe summary of one CPCV trial (NaN -> None): the layout, the
-    objective, per-split test log loss, path Sharpe ratios (annualised) with
-    their mean/std/min/max, and per-split fit details."""
-    return {
-        "cv": "cpcv",
-        **{k: v for k, v in asdict(cpcv).items()},
-        "n_splits": len(losses),
-        "objective": _finite_or_none(objective),
-        "test_log_loss": [_finite_or_none(v) for v in losses],
-        "n_paths": int(sharpes["n_paths"]),
-        "n_bars": int(sharpes["n_bars"]),
-        "path_sharpes": [_finite_or_none(v) for v in sharpes["sharpe"]],
-        "path_total_returns": [_finite_or_none(v) for v in sharpes["total_return"]],
-        "sharpe_mean": _finite_or_none(sharpes["mean"]),
-        "sharpe_std": _finite_or_none(sharpes["std"]),
-        "sharpe_min": _finite_or_none(sharpes["min"]),
-        "sharpe_max": _finite_or_none(sharpes["max"]),
-        "splits": [dict(s) for s in splits],
-    }
-
-
-def user_attrs_of(summary: Mapping[str, Any]) -> dict[str, Any]:
-    """The :data:`USER_ATTRS` a trial stores from its :func:`cpcv_summary`."""
-    return {
-        "cpcv_n_paths": summary["n_paths"],
-        "cpcv_sharpe_mean": summary["sharpe_mean"],
-        "cpcv_sharpe_std": summary["sharpe_std"],
-        "cpcv_sharpe_min": summary["sharpe_min"],
-        "cpcv_sharpe_max": summary["sharpe_max"],
-        "cpcv_path_sharpes": list(summary["path_sharpes"]),
-        "cpcv_n_bars": summary["n_bars"],
-        "cpcv_test_log_loss": list(summary["test_log_loss"]),
-    }
-
-
-def trial_cpcv_record(user_attrs: Mapping[str, Any]) -> dict[str, Any] | None:
-    """A trial's CPCV summary for the report, from its stored user attributes
-    (so resumed trials report too): n_paths, path_sharpes, sharpe
-    mean/std/min/max, n_bars, test_log_loss. None for a trial without them
-    (hold-out, or pruned before its paths existed; a pruned trial keeps only
-    ``test_log_loss``)."""
-    if "cpcv_n_paths" not in user_attrs:
-        if "cpcv_test_log_loss" in user_attrs:
-            return {"test_log_loss": list(user_attrs["cpcv_test_log_loss"])}
-        return None
-    return {name.removeprefix("cpcv_"): user_attrs[name] for name in USER_ATTRS
-            if name in user_attrs}
-
-
-def log_cpcv_trial(client: Any, run_id: str, value: float, summary: Mapping[str, Any]) -> None:
-    """A CPCV trial's numbers in its MLflow run (``client``: an MlflowClient):
-    the objective, the path Sharpe summary (NaN ones left out), one
-    ``cpcv.path_sharpe`` per path (step = path index), and the whole summary
-    as cpcv.json."""
-    client.log_metric(run_id, "cpcv.test_log_loss", value)
-    for key in ("sharpe_mean", "sharpe_std", "sharpe_min", "sharpe_max", "n_paths"):
-        if summary[key] is not None:
-            client.log_metric(run_id, f"cpcv.{key}", summary[key])
-    for path, sharpe in enumerate(summary["path_sharpes"]):
-        if sharpe is not None:
-            client.log_metric(run_id, "cpcv.path_sharpe", sharpe, step=path)
-    client.log_dict(run_id, dict(summary), "cpcv.json")

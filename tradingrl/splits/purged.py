@@ -2,9 +2,8 @@
 
 Row masks select window *end* rows; a training row's label interval
 [timestamp, t1] must not meet a test span (purge), and an embargo of distinct
-timestamps follows each test span. Kept free of torch so the evaluation code
-(combinatorial purged CV) can use it without importing the model stack;
-:mod:`tradingrl.models.data` re-exports it.
+timestamps follows each test span. numpy and pandas only: the model's data
+module, the walk-forward plan and combinatorial purged CV all cut time here.
 """
 
 from __future__ import annotations
@@ -17,7 +16,7 @@ import pandas as pd
 _NAT = np.iinfo(np.int64).min
 
 
-def _utc_ns(values: Any) -> np.ndarray:
+def utc_ns(values: Any) -> np.ndarray:
     """Datetimes -> int64 nanoseconds since the epoch (UTC); NaT -> int64 min.
     Naive datetimes are read as UTC."""
     return pd.DatetimeIndex(values).asi8
@@ -53,7 +52,7 @@ def purged_split(
     """
     if embargo_bars < 0:
         raise ValueError(f"embargo_bars must be >= 0, got {embargo_bars}")
-    ts, ends = _utc_ns(timestamps), _utc_ns(t1)
+    ts, ends = utc_ns(timestamps), utc_ns(t1)
     if ts.shape != ends.shape:
         raise ValueError(f"timestamps ({ts.size}) and t1 ({ends.size}) differ in length")
     if (ts == _NAT).any():
@@ -98,7 +97,7 @@ def purged_chronological_split(
     Returns (train, val, info) with info["cut"] the first validation timestamp."""
     if not 0.0 < val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
-    distinct = np.unique(_utc_ns(timestamps))
+    distinct = np.unique(utc_ns(timestamps))
     n_val = int(np.floor(val_fraction * distinct.size + 0.5))
     if not 1 <= n_val < distinct.size:
         raise ValueError(

@@ -17,6 +17,7 @@ walk-forward evaluation (every block traded by models that never saw it).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -114,6 +115,20 @@ def walk_forward_folds(
             test_start=distinct[int(block[0])], test_end=distinct[int(block[-1])],
             n_train_timestamps=train_stop - train_begin, n_test_timestamps=len(block)))
     return folds
+
+
+def folds_from_params(timestamps: Any, params: Mapping[str, Any]) -> list[Fold]:
+    """:func:`walk_forward_folds` with the keyword arguments of params.yaml's
+    ``walk_forward`` section (``train_timestamps`` and ``embargo_timestamps``
+    optional)."""
+    return walk_forward_folds(
+        timestamps,
+        initial_fraction=params["initial_fraction"],
+        n_folds=params["n_folds"],
+        mode=params["mode"],
+        train_timestamps=params.get("train_timestamps"),
+        embargo_timestamps=params.get("embargo_timestamps", 0),
+    )
 
 
 def purge_labels(frame: pd.DataFrame, before: pd.Timestamp) -> tuple[pd.DataFrame, int]:
