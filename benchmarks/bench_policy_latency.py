@@ -7,10 +7,9 @@ decisions over HTTP.
         [--data data/validated/ohlcv.parquet | --data synthetic] [--symbols 1 8]
         [--calls 200] [--warmup 5] [--no-code-check]
 
-Goal (issue 5): p99 under 10 ms on CPU (the design documents target under
-100 ms).
+Goal: p99 under 10 ms on CPU (the served route's limit is 100 ms).
 
-``--bundle`` is a folder written by :func:`~tradingrl.registry.build_policy_bundle`
+``--bundle`` is a folder written by :func:`~tradingrl.registry.bundle.build_policy_bundle`
 (``models/trading_policy`` after ``make run``); the script does not build
 one. The windows are those of :mod:`benchmarks.policy_latency`. ``--warmup``
 calls (numba JIT, torch allocator) run before the ``--calls`` timed ones;

@@ -6,10 +6,10 @@ serve``), for 1 symbol and for 8 symbols, on the minimum history window;
         [--data data/validated/ohlcv.parquet | --data synthetic] [--symbols 1 8]
         [--calls 200] [--warmup 5] [--port 0]
 
-Goal (issue 5): p99 under 50 ms.
+Goal: p99 under 50 ms.
 
 The bundle (``models/trading_policy`` after ``make run``) is logged with
-:func:`~tradingrl.registry.log_trading_policy` to a temporary SQLite MLflow
+:func:`~tradingrl.registry.pyfunc.log_trading_policy` to a temporary SQLite MLflow
 store, given the alias ``champion``, and served with ``mlflow models serve
 -m models:/trading-policy@champion --env-manager local -w 1`` on 127.0.0.1
 (a subprocess in its own process group, the venv's bin first on PATH, torch

@@ -66,7 +66,7 @@ def require_bundle(bundle: Path) -> None:
 
 
 def load_policy(bundle: Path, *, check_code: bool = True) -> Any:
-    """The bundle's :class:`~tradingrl.registry.TradingPolicy`, torch on one
+    """The bundle's :class:`~tradingrl.registry.policy.TradingPolicy`, torch on one
     intra-op thread (as the served model runs it); prints what it holds."""
     require_bundle(bundle)
     # No tqdm bars for artifact downloads (this process and a server it starts).

@@ -7,7 +7,7 @@ from typing import Any
 
 import pandas as pd
 
-from tradingrl.data.sources import load_source
+from tradingrl.data.sources import load_source, source_options
 from tradingrl.params import load_params
 from tradingrl.stage import run_stage, write_json
 
@@ -16,11 +16,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 def ingest(params: dict[str, Any]) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Load the source params name; relative csv paths are from the repo root."""
-    kind = params["source"]
-    options = dict(params.get(kind) or {})
-    if kind == "csv" and "path" in options:
-        options["path"] = str(REPO_ROOT / options["path"])
-    return load_source(kind, options)
+    return load_source(*source_options(params, base_dir=REPO_ROOT))
 
 
 def main(out_dir: Path = REPO_ROOT / "data" / "raw") -> None:

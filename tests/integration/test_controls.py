@@ -1,4 +1,4 @@
-"""Negative and positive controls of the whole pipeline (issue 5).
+"""Negative and positive controls of the whole pipeline.
 
 Each control runs ``dvc repro`` (ingest -> ... -> promote) in a temporary copy
 of the repository on a small synthetic market, with the promotion gate at its

@@ -403,8 +403,8 @@ def test_the_window_is_the_newest_sessions_validated_and_featurised():
 
 
 def test_sessions_needed_and_relative_csv_paths(tmp_path):
+    from tradingrl.data.sources import source_options
     from tradingrl.monitoring import history_bars, sessions_needed
-    from tradingrl.monitoring.window import source_options
 
     manifest = {"features": {"warmup_bars": 120}, "trend_model": {"window": 20},
                 "agent": {"window": 5, "risk_lookback": 30}}

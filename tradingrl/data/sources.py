@@ -7,6 +7,7 @@ that fails is an error; nothing falls back to another source.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,18 @@ import pandas as pd
 from tradingrl.data.errors import SourceError
 
 SOURCES = ("synthetic", "csv", "yfinance")
+
+
+def source_options(ingest: Mapping[str, Any], overrides: Mapping[str, Any] | None = None,
+                   base_dir: str | Path | None = None) -> tuple[str, dict[str, Any]]:
+    """(source kind, its options) from params.yaml's ``ingest`` section, with
+    ``overrides`` merged in; a relative csv ``path`` is taken from
+    ``base_dir`` (the repository root, as the ingest stage reads it)."""
+    kind = ingest["source"]
+    options = {**dict(ingest.get(kind) or {}), **dict(overrides or {})}
+    if kind == "csv" and "path" in options and base_dir is not None:
+        options["path"] = str(Path(base_dir) / options["path"])
+    return kind, options
 
 
 def load_source(kind: str, options: dict[str, Any]) -> tuple[pd.DataFrame, dict[str, Any]]:

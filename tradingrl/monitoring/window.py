@@ -34,18 +34,6 @@ class Window:
         return int(self.bars["symbol"].nunique())
 
 
-def source_options(ingest: Mapping[str, Any], overrides: Mapping[str, Any] | None = None,
-                   base_dir: str | Path | None = None) -> tuple[str, dict[str, Any]]:
-    """(source kind, its options) from params.yaml's ``ingest`` section, with
-    ``overrides`` merged in; a relative csv ``path`` is taken from
-    ``base_dir`` (the repository root, as the ingest stage reads it)."""
-    kind = ingest["source"]
-    options = {**dict(ingest.get(kind) or {}), **dict(overrides or {})}
-    if kind == "csv" and "path" in options and base_dir is not None:
-        options["path"] = str(Path(base_dir) / options["path"])
-    return kind, options
-
-
 def sessions_needed(manifest: Mapping[str, Any], warmup_bars: int,
                     window_bars: int) -> tuple[int, list[str]]:
     """(sessions to fetch, notes) for a champion with bundle ``manifest``:
@@ -69,13 +57,13 @@ def fetch_window(ingest: Mapping[str, Any], validate: Mapping[str, Any],
                  base_dir: str | Path | None = None) -> Window:
     """The newest ``sessions`` sessions (distinct timestamps) of the source
     params.yaml ``ingest`` names (``overrides`` merged into its options,
-    :func:`source_options`), validated with params ``validate`` (the pandera
+    :func:`tradingrl.data.sources.source_options`), validated with params ``validate`` (the pandera
     contract and the expectations) and featurised with params ``features``
     (the feature contract checked). Too few sessions from the source is a
     ValueError; a window that fails validation a ContractError with the
     validate stage's one-line message."""
     from tradingrl.data.errors import ContractError
-    from tradingrl.data.sources import load_source
+    from tradingrl.data.sources import load_source, source_options
     from tradingrl.data.validation import ValidationThresholds, validate_ohlcv
     from tradingrl.features.build import build_feature_table
     from tradingrl.features.contract import feature_schema
