@@ -14,7 +14,8 @@ Outputs: reports/metrics.json, reports/plots/*.csv (equity and drawdown per
 series, for ``dvc plots``), reports/evaluation/curves.parquet (per-bar series
 of every book), reports/evaluation.html; an MLflow run with the metrics and
 the report as artifacts. Agents of each fold are trained in
-models/evaluation_runs/fold-<k> (resumable, like train_agent).
+models/evaluation_runs/fold-<k> (a killed run resumes them, like train_agent;
+a rerun after the stage finished, ``dvc repro -f`` included, trains anew).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from typing import Any
 import pandas as pd
 
 from tradingrl.params import flat_params, load_params
-from tradingrl.resume import file_md5, fingerprint, prepare_resumable
+from tradingrl.resume import code_hash, file_md5, fingerprint, finish_resumable, prepare_resumable
 from tradingrl.stage import run_stage, write_json
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -84,7 +85,8 @@ def main(params: dict[str, Any] | None = None, agent_params: dict[str, Any] | No
     embargo = int(walk_forward.get("embargo_timestamps", 0))
     # Only what the folds' agents depend on: report options do not retrain them.
     prepare_resumable(runs_root, fingerprint({"train_agent": agent_params, "embargo": embargo},
-                                             file_md5(predictions_dir / "oof.parquet")))
+                                             file_md5(predictions_dir / "oof.parquet"),
+                                             code_hash("evaluate")))
     config = FoldConfig(settings=settings, env_kwargs=env_kwargs_from_params(agent_params,
                                                                                settings.env),
                         features=features, prediction_names=prediction_names,
@@ -132,6 +134,7 @@ def main(params: dict[str, Any] | None = None, agent_params: dict[str, Any] | No
         mlflow.log_artifacts(str(reports / "plots"), "plots")
         evaluation["mlflow_run_id"] = run.info.run_id
     write_json(reports / "metrics.json", evaluation)
+    finish_resumable(runs_root)
 
     overall, best_name = evaluation["policy"]["overall"], evaluation["best_baseline"]
     best = evaluation["baselines"][best_name]["overall"] if best_name else {}

@@ -11,7 +11,8 @@ columns), data/predictions/folds.json (the plan and each fold's fit), and
 reports/oof_metrics.json (classification metrics of the out-of-fold
 predictions against the labels that matured). A killed run resumes: each
 finished fold is kept in models/oof_checkpoints/fold-<k> with a fingerprint of
-the params and data, and is not refitted.
+the code, params and data, and is not refitted; a rerun after the stage
+finished (``dvc repro -f``) refits every fold.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 import pandas as pd
 
 from tradingrl.params import load_params
-from tradingrl.resume import file_md5, fingerprint
+from tradingrl.resume import code_hash, file_md5, fingerprint, finish_resumable, prepare_resumable
 from tradingrl.stage import run_stage, write_json
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -50,16 +51,19 @@ def main(params: dict[str, Any] | None = None, train_params: dict[str, Any] | No
     folds = folds_from_params(frame["timestamp"], params)
     run_key = fingerprint({"walk_forward": params,
                            "train_model": {k: train_params[k] for k in TRAIN_KEYS}},
-                          file_md5(features_dir / "features.parquet"))
+                          file_md5(features_dir / "features.parquet"), code_hash("predict_oof"))
+    checkpoint_root = repo_root / "models" / "oof_checkpoints"
+    prepare_resumable(checkpoint_root, run_key)
     oof, infos = out_of_fold_predictions(
         frame, feature_names, TrainSettings.from_params(train_params), folds,
-        checkpoint_root=repo_root / "models" / "oof_checkpoints", run_key=run_key)
+        checkpoint_root=checkpoint_root, run_key=run_key)
 
     out_dir.mkdir(parents=True, exist_ok=True)
     oof.to_parquet(out_dir / "oof.parquet", index=False)
     write_json(out_dir / "folds.json", {"params": params, "folds": infos})
     report = {"folds": len(folds), "rows_predicted": len(oof), "metrics": oof_metrics(frame, oof)}
     write_json(repo_root / "reports" / "oof_metrics.json", report)
+    finish_resumable(checkpoint_root)
     net = report["metrics"]
     print(f"predict_oof: {len(oof)} out-of-fold predictions over {len(folds)} folds; "
           f"balanced accuracy {net['balanced_accuracy']:.3f} on {net['n_samples']} matured labels")

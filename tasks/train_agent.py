@@ -6,8 +6,10 @@ state was made by a model fitted before that bar's block. The work is
 :func:`tradingrl.agents.run.train_hybrid_agent`: one agent per seed
 (``seeds``; the count is recorded as trials for the deflated Sharpe ratio),
 the seed with the best validation score is the stage's agent. A killed run
-resumes from the checkpoints in models/agent_runs (kept when params and
-inputs are unchanged).
+resumes from the checkpoints in models/agent_runs (kept when code, params and
+inputs are unchanged; a seed that finished is read back, not trained
+further); a rerun after the stage finished starts clean
+(:mod:`tradingrl.resume`).
 
 Outputs: models/agent (agent.zip, every seed's best model, env_config.json,
 scaler.json, results.json), reports/agent_metrics.json; one MLflow run with a
@@ -25,7 +27,7 @@ import pandas as pd
 
 from tradingrl.params import flat_params, load_params
 from tradingrl.registry.champion import AGENT_MODEL
-from tradingrl.resume import file_md5, fingerprint, prepare_resumable
+from tradingrl.resume import code_hash, file_md5, fingerprint, finish_resumable, prepare_resumable
 from tradingrl.stage import run_stage, write_json
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -56,7 +58,8 @@ def main(params: dict[str, Any] | None = None, repo_root: Path = REPO_ROOT) -> d
         pd.read_parquet(features_path),
         pd.read_parquet(repo_root / "data" / "validated" / "ohlcv.parquet"),
         pd.read_parquet(oof_path), feature_names, prediction_names)
-    prepare_resumable(runs_dir, fingerprint(params, file_md5(oof_path) + file_md5(features_path)))
+    prepare_resumable(runs_dir, fingerprint(params, file_md5(oof_path) + file_md5(features_path),
+                                            code_hash("train_agent")))
 
     tags = provenance_tags(repo_root, "data/predictions")
     experiment_id = use_experiment(repo_root, params["experiment"])
@@ -75,7 +78,8 @@ def main(params: dict[str, Any] | None = None, repo_root: Path = REPO_ROOT) -> d
             _log_seed_run(runs_dir / f"seed_{agent.seed}" / "evaluations.npz", agent, tags)
             per_seed.append({"seed": agent.seed, "best_val_mean_reward": agent.best_val_mean_reward,
                              "timesteps": agent.timesteps,
-                             "resumed_from": str(agent.resumed_from) if agent.resumed_from else None})
+                             "resumed_from": str(agent.resumed_from) if agent.resumed_from else None,
+                             "reused": agent.reused})
         env_config = {
             "algorithm": settings.algorithm, "env_kind": settings.env,
             "observation_size": trained.observation_size, "action_shape": trained.action_shape,
@@ -106,6 +110,7 @@ def main(params: dict[str, Any] | None = None, repo_root: Path = REPO_ROOT) -> d
         report["registered"] = {"name": AGENT_MODEL, "version": version}
         write_json(repo_root / "reports" / "agent_metrics.json", report)
         mlflow.log_artifact(str(repo_root / "reports" / "agent_metrics.json"))
+    finish_resumable(runs_dir)
 
     line = (f"train_agent: {settings.algorithm} x {results.n_trials} seeds, validation mean "
             f"reward {results.val_mean:.4f} +- {results.val_std:.4f}")

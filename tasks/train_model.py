@@ -3,8 +3,11 @@ reports/model_plots; one MLflow run (nested runs for Optuna trials) and a new
 version of the registered model ``cnn-lstm`` tagged with code and data hashes.
 
 The work is :func:`tradingrl.models.train.train_trend_model`. A killed run
-resumes from models/cnn_lstm_checkpoints/member-<m>/last.ckpt when the stage
-reruns with the same params and data (a fingerprint file says which). With
+resumes from models/cnn_lstm_checkpoints/member-<m>/last.ckpt, and its Optuna
+study from the trials already stored, when the stage reruns with the same
+code, params and data (a fingerprint file says which); a rerun after the
+stage finished (``dvc repro -f``) trains and searches anew
+(:mod:`tradingrl.resume`). With
 ``search.cv: cpcv`` each Optuna trial is scored by
 :class:`tradingrl.evaluation.cpcv_search.CPCVSearch`, which also trades the
 supervised position on data/validated's bars with ``train_agent.costs``.
@@ -19,10 +22,10 @@ from typing import Any
 import pandas as pd
 
 from tradingrl.models.fit import TrainSettings, build_datamodule
-from tradingrl.models.search import MlflowTrialLogger, SearchSettings
+from tradingrl.models.search import MlflowTrialLogger, SearchSettings, drop_study
 from tradingrl.params import flat_params, load_params
 from tradingrl.registry.champion import TREND_MODEL
-from tradingrl.resume import fingerprint
+from tradingrl.resume import code_hash, fingerprint, finish_resumable, prepare_resumable
 from tradingrl.stage import run_stage, write_json
 from tradingrl.tracking import provenance_tags, tracking_uri, use_experiment, workspace_root
 
@@ -63,10 +66,17 @@ def main(params: dict[str, Any] | None = None, repo_root: Path = REPO_ROOT,
     del frame
 
     tags = provenance_tags(repo_root, "data/features")
-    run_key = fingerprint(params, tags["data_dvc_md5"])
+    code = code_hash("train_model")
+    run_key = fingerprint(params, tags["data_dvc_md5"], code)
     # CPCV trials also depend on the backtest costs: a study of their own.
     study_key = run_key if scorer is None else fingerprint({"train_model": params, "costs": costs},
-                                                           tags["data_dvc_md5"])
+                                                           tags["data_dvc_md5"], code)
+    checkpoint_root = repo_root / "models" / "cnn_lstm_checkpoints"
+    storage = search.storage_url(workspace_root(repo_root) / "optuna.db")
+    if not prepare_resumable(checkpoint_root, run_key) and search.n_trials > 0:
+        # A clean start searches anew: trials an earlier run stored under this
+        # study's name are not reused.
+        drop_study(storage, f"cnn-lstm-{study_key}")
     # On a Dask task runner (pipelines.yaml, through the training flow) one
     # search worker per Dask worker process shares the study.
     runner = runner_from_env()
@@ -79,9 +89,8 @@ def main(params: dict[str, Any] | None = None, repo_root: Path = REPO_ROOT,
         mlflow.log_params(flat_params({"train_model": params}))
         mlflow.log_dict(datamodule.split_info, "split_info.json")
         trained = train_trend_model(
-            datamodule, settings, search, checkpoint_root=repo_root / "models" /
-            "cnn_lstm_checkpoints", run_key=run_key,
-            storage=search.storage_url(workspace_root(repo_root) / "optuna.db"),
+            datamodule, settings, search, checkpoint_root=checkpoint_root, run_key=run_key,
+            storage=storage,
             study_name=f"cnn-lstm-{study_key}", scorer=scorer,
             on_trial=MlflowTrialLogger(uri, experiment_id, run.info.run_id, dict(tags)),
             member_logger=lambda member: MLFlowLogger(
@@ -111,6 +120,7 @@ def main(params: dict[str, Any] | None = None, repo_root: Path = REPO_ROOT,
         report["registered"] = {"name": TREND_MODEL, "version": version}
         write_json(reports / "model_metrics.json", report)
         mlflow.log_artifact(str(reports / "model_metrics.json"))
+    finish_resumable(checkpoint_root)
 
     net = report["metrics"]["cnn_lstm"]
     print(f"train_model: val balanced accuracy {net['balanced_accuracy']:.3f}, log loss "

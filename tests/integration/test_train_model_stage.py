@@ -1,6 +1,7 @@
 """The train_model stage on a tiny feature table: outputs, metrics with
 baselines, MLflow run + nested Optuna trials, a registered and loadable
-`cnn-lstm` version tagged with provenance, and checkpoint resume."""
+`cnn-lstm` version tagged with provenance, and checkpoint resume (only of an
+interrupted run)."""
 
 from __future__ import annotations
 
@@ -103,16 +104,37 @@ def test_optuna_trials_are_nested_runs_and_counted(stage):
     assert len(runs) == 2
 
 
-def test_rerun_with_same_inputs_resumes_from_the_checkpoint(stage):
-    _, paths, first, _ = stage
-    stamp = (paths["checkpoint_root"] / "member-0" / "fingerprint").read_text()
-    assert (paths["checkpoint_root"] / "member-0" / "last.ckpt").is_file()
-    second = main(PARAMS, repo_root=paths["repo_root"])
-    assert (paths["checkpoint_root"] / "member-0" / "fingerprint").read_text() == stamp
-    # Training had finished: resuming runs no further epoch, so the same
-    # best weights are scored again.
-    assert second["metrics"]["cnn_lstm_uncalibrated"] == first["metrics"]["cnn_lstm_uncalibrated"]
-    assert int(second["registered"]["version"]) == int(first["registered"]["version"]) + 1
+def test_rerun_resumes_only_an_interrupted_run_and_a_finished_one_retrains(stage):
+    import mlflow
+
+    from tradingrl.resume import FINISHED_FILE
+
+    _, paths, first, uri = stage
+    mlflow.set_tracking_uri(uri)
+    root = paths["checkpoint_root"]
+
+    def trial_runs(report):
+        return len(mlflow.search_runs(
+            experiment_names=[PARAMS["experiment"]],
+            filter_string=f"tags.mlflow.parentRunId = '{report['mlflow_run_id']}'"))
+
+    stamp = (root / "member-0" / "fingerprint").read_text()
+    assert (root / "member-0" / "last.ckpt").is_file() and (root / FINISHED_FILE).is_file()
+    # The stage finished: a rerun (what dvc repro -f asks for) searches and
+    # trains anew, and the same inputs give the same numbers.
+    forced = main(PARAMS, repo_root=paths["repo_root"])
+    assert trial_runs(forced) == 2
+    assert forced["metrics"]["cnn_lstm"] == first["metrics"]["cnn_lstm"]
+    assert int(forced["registered"]["version"]) == int(first["registered"]["version"]) + 1
+
+    # Killed after training (the stage did not finish): the rerun resumes:
+    # the study's stored trials are not run again, training runs no further
+    # epoch, and the same best weights are scored again.
+    (root / FINISHED_FILE).unlink()
+    resumed = main(PARAMS, repo_root=paths["repo_root"])
+    assert (root / "member-0" / "fingerprint").read_text() == stamp
+    assert trial_runs(resumed) == 0
+    assert resumed["metrics"]["cnn_lstm_uncalibrated"] == forced["metrics"]["cnn_lstm_uncalibrated"]
 
 
 def test_saved_model_predicts_from_the_past_only(stage):

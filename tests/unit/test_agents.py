@@ -107,7 +107,25 @@ def test_evaluate_flat_policy_is_zero_and_long_policy_reports_env_numbers() -> N
 
 
 # ------------------------------------------------------------------ checkpoints and resume
-def test_train_agent_writes_best_model_and_checkpoints_then_resumes(tmp_path: Path) -> None:
+class Killed(RuntimeError):
+    """Stands for the process being killed mid-training."""
+
+
+def kill_at(calls: int) -> Any:
+    """An SB3 callback that raises :class:`Killed` at its ``calls``-th step,
+    after the checkpoint of that step is written (callbacks run in order)."""
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    class Kill(BaseCallback):
+        def _on_step(self) -> bool:
+            if self.n_calls >= calls:
+                raise Killed(f"killed at call {self.n_calls}")
+            return True
+
+    return Kill()
+
+
+def count_steps() -> Any:
     from stable_baselines3.common.callbacks import BaseCallback
 
     class CountSteps(BaseCallback):
@@ -119,10 +137,14 @@ def test_train_agent_writes_best_model_and_checkpoints_then_resumes(tmp_path: Pa
             self.calls += 1
             return True
 
+    return CountSteps()
+
+
+def test_a_finished_run_writes_its_best_model_and_is_read_back_not_retrained(tmp_path):
     market = planted_market(200, 4)
     first = train_agent(market, market, tiny_settings(), seed=3, out_dir=tmp_path,
                         env_kwargs=TRAIN_KWARGS)
-    assert first.timesteps == 128 and first.resumed_from is None
+    assert first.timesteps == 128 and first.resumed_from is None and not first.reused
     assert first.best_model_path == tmp_path / "best_model.zip"
     assert first.best_model_path.is_file()
     assert math.isfinite(first.best_val_mean_reward)
@@ -130,20 +152,64 @@ def test_train_agent_writes_best_model_and_checkpoints_then_resumes(tmp_path: Pa
     with np.load(tmp_path / "evaluations.npz") as history:
         assert list(history["timesteps"]) == [64, 128]
 
-    counter = CountSteps()
+    counter = count_steps()
+    again = train_agent(market, market, tiny_settings(), seed=3, out_dir=tmp_path,
+                        env_kwargs=TRAIN_KWARGS, callbacks=[counter])
+    assert again.reused and counter.calls == 0
+    assert (again.timesteps, again.best_val_mean_reward) == (128, first.best_val_mean_reward)
+    # A finished folder is never extended, neither with other settings nor another env.
+    with pytest.raises(ValueError, match="other settings"):
+        train_agent(market, market, tiny_settings(total_timesteps=256), seed=3,
+                    out_dir=tmp_path, env_kwargs=TRAIN_KWARGS)
+    with pytest.raises(ValueError, match="other settings"):
+        train_agent(market, market, tiny_settings(), seed=3, out_dir=tmp_path,
+                    env_kwargs={**TRAIN_KWARGS, "window": 2})
+
+
+def test_a_killed_run_resumes_from_its_checkpoint(tmp_path: Path) -> None:
+    market = planted_market(200, 4)
+    with pytest.raises(Killed):
+        train_agent(market, market, tiny_settings(total_timesteps=256), seed=3,
+                    out_dir=tmp_path, env_kwargs=TRAIN_KWARGS, callbacks=[kill_at(128)])
+    assert latest_checkpoint(tmp_path) == tmp_path / "checkpoints" / "agent_128_steps.zip"
+    assert not (tmp_path / "done.json").exists()
+    with np.load(tmp_path / "evaluations.npz") as history:
+        assert list(history["timesteps"]) == [64, 128]
+        best_before = float(np.max(history["results"].mean(axis=1)))
+
+    counter = count_steps()
     second = train_agent(market, market, tiny_settings(total_timesteps=256), seed=3,
                          out_dir=tmp_path, env_kwargs=TRAIN_KWARGS, callbacks=[counter])
     assert second.resumed_from == tmp_path / "checkpoints" / "agent_128_steps.zip"
-    assert second.timesteps == 256
+    assert second.timesteps == 256 and not second.reused
     assert counter.calls == 128  # continued from 128, did not restart at 0
     assert latest_checkpoint(tmp_path) == tmp_path / "checkpoints" / "agent_256_steps.zip"
     with np.load(tmp_path / "evaluations.npz") as history:
         assert list(history["timesteps"]) == [64, 128, 192, 256]
-    assert second.best_val_mean_reward >= first.best_val_mean_reward
+    assert second.best_val_mean_reward >= best_before
 
     third = train_agent(market, market, tiny_settings(total_timesteps=256), seed=3,
                         out_dir=tmp_path, env_kwargs=TRAIN_KWARGS)
-    assert third.timesteps == 256  # already done: nothing more is trained
+    assert third.reused and third.timesteps == 256  # done: nothing more is trained
+
+
+def test_an_early_stopped_seed_stays_as_it_stopped(tmp_path: Path) -> None:
+    """A seed that stopped early is finished: a rerun reads it back instead of
+    training on to total_timesteps (which made the same params give other
+    agents on every rerun)."""
+    market = planted_market(200, 6)
+    settings = tiny_settings(total_timesteps=2_000, patience=1, min_evals=1,
+                             learning_rate=1e-12, checkpoint_freq=64)
+    stopped = train_agent(market, market, settings, seed=0, out_dir=tmp_path,
+                          env_kwargs=TRAIN_KWARGS)
+    assert stopped.timesteps < 2_000
+    weights = (tmp_path / "best_model.zip").read_bytes()
+    counter = count_steps()
+    rerun = train_agent(market, market, settings, seed=0, out_dir=tmp_path,
+                        env_kwargs=TRAIN_KWARGS, callbacks=[counter])
+    assert rerun.reused and counter.calls == 0 and rerun.timesteps == stopped.timesteps
+    assert rerun.best_val_mean_reward == stopped.best_val_mean_reward
+    assert (tmp_path / "best_model.zip").read_bytes() == weights
 
 
 @pytest.mark.parametrize("algorithm", ["sac", "td3"])
@@ -163,22 +229,16 @@ def test_off_policy_algorithms_train_and_save_replay_buffers(algorithm: str,
     metrics = evaluate_policy_on(market, agent.model, TRAIN_KWARGS)
     assert metrics["n_steps"] == len(market) - 3
 
-    resumed = train_agent(market, market, dataclasses.replace(settings, total_timesteps=450),
-                          seed=0, out_dir=tmp_path, env_kwargs=TRAIN_KWARGS)
+    longer = dataclasses.replace(settings, total_timesteps=450)
+    with pytest.raises(Killed):  # killed right after the checkpoint at 300 steps
+        train_agent(market, market, longer, seed=0, out_dir=tmp_path / "killed",
+                    env_kwargs=TRAIN_KWARGS, callbacks=[kill_at(300)])
+    resumed = train_agent(market, market, longer, seed=0, out_dir=tmp_path / "killed",
+                          env_kwargs=TRAIN_KWARGS)
     assert resumed.timesteps == 450
     # The saved buffer was loaded, not refilled (150 new steps alone would give 150);
     # SB3 saves it in on_step, before that step's transition is stored: 299 + 150.
     assert resumed.model.replay_buffer.size() == 449
-
-
-def test_early_stopping_stops_before_total_timesteps(tmp_path: Path) -> None:
-    market = planted_market(200, 6)
-    # learning_rate tiny: the validation reward cannot improve, so patience 1 stops it.
-    settings = tiny_settings(total_timesteps=2_000, patience=1, min_evals=1,
-                             learning_rate=1e-12, checkpoint_freq=10_000)
-    agent = train_agent(market, market, settings, seed=0, out_dir=tmp_path,
-                        env_kwargs=TRAIN_KWARGS)
-    assert agent.timesteps < 2_000
 
 
 # ------------------------------------------------------------------ plumbing
@@ -256,15 +316,18 @@ def test_resume_after_a_kill_mid_write_keeps_a_whole_best_model(tmp_path):
     renamed), a cut-short history restarts, and the score to beat on resume is
     the saved best model's own, validated again."""
     market = planted_market(200, 4)
-    first = train_agent(market, market, tiny_settings(), seed=3, out_dir=tmp_path,
-                        env_kwargs=TRAIN_KWARGS)
+    with pytest.raises(Killed):
+        train_agent(market, market, tiny_settings(total_timesteps=256), seed=3,
+                    out_dir=tmp_path, env_kwargs=TRAIN_KWARGS, callbacks=[kill_at(128)])
     assert not list(tmp_path.glob(".*.tmp.zip"))  # the temporary file was renamed
     history = tmp_path / "evaluations.npz"
+    with np.load(history) as old:
+        best_before = float(np.max(old["results"].mean(axis=1)))
     whole = history.read_bytes()
     history.write_bytes(whole[: len(whole) // 2])  # killed while np.savez wrote it
     second = train_agent(market, market, tiny_settings(total_timesteps=256), seed=3,
                          out_dir=tmp_path, env_kwargs=TRAIN_KWARGS)
     assert second.resumed_from == tmp_path / "checkpoints" / "agent_128_steps.zip"
-    assert second.best_val_mean_reward >= first.best_val_mean_reward
+    assert second.best_val_mean_reward >= best_before
     loaded = algorithm_classes()["ppo"].load(second.best_model_path, device="cpu")
     assert loaded.num_timesteps > 0

@@ -28,14 +28,17 @@ Heavy imports (torch, stable-baselines3) happen inside the functions.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import hashlib
+import json
 import logging
 import math
 import os
 import re
 import zipfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -44,9 +47,11 @@ import numpy as np
 from tradingrl.envs.arrays import MarketArrays
 from tradingrl.envs.decision import ENV_KINDS
 from tradingrl.envs.single_asset import SingleAssetTradingEnv
+from tradingrl.resume import mark_done, read_done
 
 ALGORITHM_NAMES: tuple[str, ...] = ("ppo", "sac", "td3")
 BEST_MODEL_NAME = "best_model"  # EvalCallback's file name: <out_dir>/best_model.zip
+FINAL_MODEL_NAME = "final_model"  # the model as training left it, saved once it finished
 CHECKPOINT_DIR = "checkpoints"
 CHECKPOINT_PREFIX = "agent"
 _CHECKPOINT_RE = re.compile(rf"^{CHECKPOINT_PREFIX}_(\d+)_steps\.zip$")
@@ -157,6 +162,8 @@ class TrainedAgent:
     timesteps: environment steps trained in total (including resumed ones).
     seed: the run's seed.
     resumed_from: the checkpoint it continued from, or None.
+    reused: True when ``out_dir`` held this run finished (a rerun of an
+        interrupted stage): it was read back, not trained further.
     """
 
     model: Any
@@ -165,6 +172,7 @@ class TrainedAgent:
     timesteps: int
     seed: int
     resumed_from: Path | None = None
+    reused: bool = False
 
 
 Markets = MarketArrays | Sequence[MarketArrays]
@@ -318,6 +326,10 @@ def train_agent(
     continues from the latest checkpoint (see the module docstring). After
     ``learn`` the final model is validated once more and kept as the best model
     if it beats every earlier validation, so a best model always exists.
+    A finished run (also one that stopped early) is recorded in
+    ``<out_dir>/done.json`` with a key of its settings, seed and env; called
+    again on that folder it is read back and never trained further (another
+    key is a ``ValueError``: a finished folder is not extended).
     ``callbacks``: further SB3 callbacks. ``sb3_logger``: an SB3 ``Logger``
     for the training log (e.g. :func:`tradingrl.agents.curves.mlflow_logger`).
     """
@@ -335,6 +347,17 @@ def train_agent(
     env_kwargs = dict(env_kwargs or {})
     algorithm = algorithm_classes()[settings.algorithm]
     off_policy = settings.algorithm in ("sac", "td3")
+    best_path = out / f"{BEST_MODEL_NAME}.zip"
+    key = run_key(settings, seed, env_kwargs)
+    done = read_done(out)
+    if done is not None:
+        if done["key"] != key:
+            raise ValueError(f"{out} holds an agent that finished with other settings, seed or "
+                             "env; train in a clean folder")
+        return TrainedAgent(
+            model=algorithm.load(out / f"{FINAL_MODEL_NAME}.zip", device=settings.device),
+            best_val_mean_reward=float(done["best_val_mean_reward"]), best_model_path=best_path,
+            timesteps=int(done["timesteps"]), seed=int(seed), resumed_from=None, reused=True)
 
     kind = settings.env
     train_env = make_vec_env_for(train_market, env_kwargs, n_envs=settings.n_envs, seed=seed,
@@ -363,7 +386,6 @@ def train_agent(
         per_env = settings.n_envs
         stopper = (None if settings.patience is None else StopTrainingOnNoModelImprovement(
             max_no_improvement_evals=settings.patience, min_evals=settings.min_evals, verbose=0))
-        best_path = out / f"{BEST_MODEL_NAME}.zip"
         # The best model is written by this callback (to a temporary file,
         # then renamed), not by EvalCallback itself: a process killed while
         # writing it leaves the previous best model whole.
@@ -410,12 +432,50 @@ def train_agent(
         if not best_path.exists() or final_mean > best:
             save_atomically(model, best_path)
             best = final_mean
+        save_atomically(model, out / f"{FINAL_MODEL_NAME}.zip")
+        mark_done(out, {"key": key, "best_val_mean_reward": best,
+                        "timesteps": int(model.num_timesteps)})
         return TrainedAgent(model=model, best_val_mean_reward=best, best_model_path=best_path,
                             timesteps=int(model.num_timesteps), seed=int(seed),
                             resumed_from=checkpoint)
     finally:
         train_env.close()
         eval_env.close()
+
+
+def run_key(settings: AgentSettings, seed: int, env_kwargs: Mapping[str, Any]) -> str:
+    """What a finished run in a folder was trained with: the settings (less the
+    other seeds), its seed, the env (:func:`describe`)."""
+    payload = json.dumps(describe({"settings": {**asdict(settings), "seeds": None},
+                                   "seed": int(seed), "env": dict(env_kwargs)}), sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def describe(value: Any) -> Any:
+    """``value`` as JSON-able content that is the same in every process:
+    dataclasses by their fields, functions by name and the values they
+    close over (the env's risk hook), never by memory address."""
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, type):
+        return {"type": f"{value.__module__}.{value.__qualname__}"}
+    if isinstance(value, Mapping):
+        return {str(k): describe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | np.ndarray):
+        return [describe(v) for v in value]
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {type(value).__qualname__: describe(asdict(value))}
+    if isinstance(value, functools.partial):
+        return {"partial": describe(value.func), "args": describe(value.args),
+                "keywords": describe(value.keywords)}
+    if hasattr(value, "__code__"):
+        return {"function": f"{value.__module__}.{value.__qualname__}",
+                "closure": [describe(c.cell_contents) for c in value.__closure__ or ()]}
+    if hasattr(value, "__dict__"):
+        return {type(value).__qualname__: describe(vars(value))}
+    raise TypeError(f"cannot describe a {type(value).__qualname__} for a run key")
 
 
 ROLLOUT_KEYS_SINGLE: tuple[str, ...] = (

@@ -418,3 +418,16 @@ def search_worker(**kwargs: Any) -> int:
     connection)."""
     _, study = search_hyperparameters(**kwargs)
     return len([t for t in study.trials if t.state.is_finished()])
+
+
+def drop_study(storage: str, study_name: str) -> bool:
+    """Delete ``study_name`` from ``storage`` when it is there (a clean start
+    of a search must not read back an earlier run's trials). True when a
+    study was deleted."""
+    import optuna
+
+    try:
+        optuna.delete_study(study_name=study_name, storage=storage)
+    except KeyError:  # optuna's answer for a study name the storage does not hold
+        return False
+    return True
