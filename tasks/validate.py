@@ -34,6 +34,8 @@ def main(
     )
     r = result.report
     print(f"validate: {r['rows_in']} in = {r['rows_valid']} valid + {r['rows_quarantined']} quarantined")
+    for line in result.warning_lines():  # kept rows worth a look (probable splits, gaps...)
+        print(f"validate: {line}")
     if not result.passed:
         raise ContractError(result.failure_message())
 

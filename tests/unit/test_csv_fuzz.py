@@ -58,6 +58,7 @@ def read_and_validate(path) -> None:
 @pytest.mark.slow
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(text=csv_texts())
+@example(text="Date,Date,Date,Date\n,,,,0\r0")  # found by a run: a bare \r in the long-line check
 def test_csv_like_text_never_crashes(tmp_path, text):
     path = tmp_path / "FUZZ.csv"
     path.write_text(text, encoding="utf-8")

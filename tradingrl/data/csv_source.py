@@ -147,7 +147,8 @@ def _blank_rows(raw: pd.DataFrame) -> pd.Series:
 
 
 def _first_long_line(text: str, sep: str) -> int:
-    rows = csv.reader(io.StringIO(text), delimiter=sep)
+    # newline=None: a bare \r ends a line, as it does for pandas' parser.
+    rows = csv.reader(io.StringIO(text, newline=None), delimiter=sep)
     width = len(next(rows))
     for number, row in enumerate(rows, start=2):
         if len(row) > width:

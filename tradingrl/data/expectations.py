@@ -29,15 +29,21 @@ looking only at the previous and next bar *of the same symbol*:
     How many timestamps of the union calendar (every distinct timestamp of any
     symbol in the frame) fall strictly between the symbol's previous bar and
     this one; 0 on a symbol's first bar.
+``split_ratio``
+    NaN unless the bar looks like an unadjusted stock split (see
+    :func:`_split_ratio_sorted`); there, the nominal price ratio of the split
+    (``1/N`` for an N:1 split, ``N`` for a 1:N reverse split).
 
 These are then validated by one GX expectation suite (``ohlcv_distribution``)
 run through a ValidationDefinition and a Checkpoint on an ephemeral, in-memory
 Data Context. Each expectation carries our own short name and severity in its
 ``meta``: ``quarantine`` expectations (``price_spike``, ``bar_range``) name the
 failing rows by their frame index label; ``warn`` expectations
-(``completeness``, ``calendar_gap``, ``not_null``, ``row_count``) only judge the
-dataset. With ``docs_dir``, Data Docs HTML is built into exactly that folder;
-nothing else is written to disk.
+(``return_outlier``, ``completeness``, ``calendar_gap``, ``unadjusted_split``,
+``not_null``, ``row_count``) only judge the dataset (``unadjusted_split``
+also lists each flagged bar with a hint in its details). With ``docs_dir``,
+Data Docs HTML is built into exactly that folder; nothing else is written to
+disk.
 
 ``great_expectations`` is imported inside the functions that need it (it takes
 seconds to import, and the CLI must start fast).
@@ -69,8 +75,9 @@ BAR_RANGE_LOG = "bar_range_log"
 ABS_LOG_RETURN = "abs_log_return"
 GAP_DAYS = "gap_days"
 MISSING_BARS_BEFORE = "missing_bars_before"
+SPLIT_RATIO = "split_ratio"
 DERIVED_COLUMNS: tuple[str, ...] = (
-    SPIKE_LOG_MOVE, BAR_RANGE_LOG, ABS_LOG_RETURN, GAP_DAYS, MISSING_BARS_BEFORE
+    SPIKE_LOG_MOVE, BAR_RANGE_LOG, ABS_LOG_RETURN, GAP_DAYS, MISSING_BARS_BEFORE, SPLIT_RATIO
 )
 
 QUARANTINE = "quarantine"
@@ -82,6 +89,7 @@ BAR_RANGE = "bar_range"
 RETURN_OUTLIER = "return_outlier"
 COMPLETENESS = "completeness"
 CALENDAR_GAP = "calendar_gap"
+UNADJUSTED_SPLIT = "unadjusted_split"
 NOT_NULL = "not_null"
 ROW_COUNT = "row_count"
 
@@ -89,6 +97,16 @@ ROW_COUNT = "row_count"
 _META_CHECK = "tradingrl_check"
 _META_SEVERITY = "tradingrl_severity"
 _META_COLUMN = "tradingrl_column"
+_META_TOLERANCE = "tradingrl_tolerance"
+
+# Unadjusted splits: a close-to-close move within the tolerance of 1/N or N
+# (N >= 2 whole) is a candidate; it is flagged when up to this many bars on each
+# side stay at their level (closer to it than to the other one, in log terms),
+# which tells a split (the level persists) from a spike (it comes back).
+SPLIT_PERSIST_BARS = 5
+DEFAULT_SPLIT_RATIO_TOLERANCE = 0.05
+# Flagged bars listed in the report (the count is always complete).
+MAX_LISTED_SPLITS = 100
 
 _NS_PER_DAY = 86_400 * 10**9
 
@@ -192,7 +210,9 @@ def _check_input(frame: pd.DataFrame) -> None:
         raise ContractError(f"{TIMESTAMP} must be timezone-aware, got {frame[TIMESTAMP].dtype}")
 
 
-def add_derived_columns(frame: pd.DataFrame) -> pd.DataFrame:
+def add_derived_columns(
+    frame: pd.DataFrame, *, split_ratio_tolerance: float = DEFAULT_SPLIT_RATIO_TOLERANCE
+) -> pd.DataFrame:
     """A copy of ``frame`` with the columns of :data:`DERIVED_COLUMNS` added.
 
     Works per symbol on bars ordered by timestamp, whatever the row order of
@@ -202,6 +222,7 @@ def add_derived_columns(frame: pd.DataFrame) -> pd.DataFrame:
     _check_input(frame)
     out = frame.copy()
     _assign_derived(out)
+    _assign_split_ratio(out, split_ratio_tolerance)
     return out
 
 
@@ -265,6 +286,100 @@ def _assign_derived(frame: pd.DataFrame) -> None:
     frame[MISSING_BARS_BEFORE] = unsort(missing)
 
 
+def _assign_split_ratio(frame: pd.DataFrame, tolerance: float) -> None:
+    """Add :data:`SPLIT_RATIO` to ``frame`` in place (NaN where no split is seen)."""
+    n = len(frame)
+    if n == 0:
+        frame[SPLIT_RATIO] = np.zeros(0)
+        return
+    codes, _ = pd.factorize(frame[SYMBOL], sort=False)
+    stamps = frame[TIMESTAMP].to_numpy(dtype="datetime64[ns]").view(np.int64)
+    order = np.lexsort((stamps, codes))
+    same_as_prev = np.zeros(n, dtype=bool)
+    same_as_prev[1:] = codes[order][1:] == codes[order][:-1]
+    log_close = np.log(frame["close"].to_numpy(dtype=np.float64)[order])
+    ratio = np.empty(n)
+    ratio[order] = _split_ratio_sorted(log_close, same_as_prev, tolerance)
+    frame[SPLIT_RATIO] = ratio
+
+
+def _split_ratio_sorted(
+    log_close: np.ndarray, same_as_prev: np.ndarray, tolerance: float
+) -> np.ndarray:
+    """Nominal split ratio (1/N or N) on bars that look like an unadjusted split,
+    NaN elsewhere; ``log_close`` is sorted by (symbol, timestamp) and
+    ``same_as_prev`` says a bar has the same symbol as the one before it.
+
+    Bar i is flagged when ``close_i / close_{i-1}`` is within ``tolerance``
+    (relative) of 1/N or N for a whole N >= 2, and both levels persist: the
+    (up to :data:`SPLIT_PERSIST_BARS`) bars after i are closer to close_i than
+    to close_{i-1}, and those before i-1 closer to close_{i-1} (log midpoint).
+    Both sides need at least one such bar. A spike that comes back fails the
+    "after" test on its way out and the "before" test on its way back.
+    """
+    n = len(log_close)
+    ratio = np.full(n, np.nan)
+    ret = np.full(n, np.nan)
+    ret[1:] = log_close[1:] - log_close[:-1]
+    ret[~same_as_prev] = np.nan
+    with np.errstate(over="ignore", invalid="ignore"):
+        factor = np.exp(np.abs(ret))  # >= 1; NaN on a symbol's first bar
+        whole = np.rint(factor)
+        candidate = (whole >= 2) & (np.abs(factor / whole - 1.0) <= tolerance)
+    positions = np.flatnonzero(candidate)
+    if positions.size == 0:
+        return ratio
+    starts = np.flatnonzero(~same_as_prev)
+    stops = np.append(starts[1:], n)
+    blocks = np.searchsorted(starts, positions, side="right") - 1
+    k = SPLIT_PERSIST_BARS
+    for i, block in zip(positions, blocks):
+        first, stop = starts[block], stops[block]
+        old, new = log_close[i - 1], log_close[i]
+        before = log_close[max(first, i - 1 - k): i - 1]
+        after = log_close[i + 1: min(stop, i + 1 + k)]
+        if before.size == 0 or after.size == 0:
+            continue
+        mid = 0.5 * (old + new)
+        up = new > old
+        stays_new = (after > mid) if up else (after < mid)
+        stayed_old = (before < mid) if up else (before > mid)
+        if stays_new.all() and stayed_old.all():
+            ratio[i] = whole[i] if up else 1.0 / whole[i]
+    return ratio
+
+
+def split_entries(derived: pd.DataFrame) -> list[dict[str, Any]]:
+    """One entry per bar flagged in :data:`SPLIT_RATIO` of ``derived`` (a frame
+    from :func:`add_derived_columns`), by symbol then timestamp: symbol,
+    timestamp (ISO, UTC), ``split`` ("2:1"; "1:2" for a reverse split),
+    ``ratio`` (the nominal price ratio, 0.5 for 2:1), ``close_ratio`` (the
+    observed close / previous close) and a one-line ``hint``."""
+    columns = [SYMBOL, TIMESTAMP, SPLIT_RATIO, ABS_LOG_RETURN]
+    flagged = derived.loc[derived[SPLIT_RATIO].notna(), columns]
+    flagged = flagged.sort_values([SYMBOL, TIMESTAMP], kind="stable")
+    entries = []
+    for symbol, stamp, ratio, abs_move in flagged.itertuples(index=False, name=None):
+        reverse = ratio > 1.0
+        n = round(ratio if reverse else 1.0 / ratio)
+        close_ratio = math.exp(abs_move if reverse else -abs_move)
+        split = f"1:{n}" if reverse else f"{n}:1"
+        kind = "reverse split" if reverse else "split"
+        entries.append({
+            "symbol": str(symbol),
+            "timestamp": pd.Timestamp(stamp).isoformat(),
+            "split": split,
+            "ratio": float(ratio),
+            "close_ratio": close_ratio,
+            "hint": (
+                f"close x{close_ratio:.3g} and the new level persists: looks like an unadjusted "
+                f"{split} {kind}; use ingest.csv.adjust: true with an Adj Close column, "
+                "or adjust the prices before this bar in the file"
+            ),
+        })
+    return entries
+
+
 # --------------------------------------------------------------------------- suite
 
 
@@ -282,6 +397,7 @@ def build_suite(
     max_abs_log_return: float,
     max_gap_days: float,
     min_completeness: float,
+    split_ratio_tolerance: float = DEFAULT_SPLIT_RATIO_TOLERANCE,
 ) -> Any:
     """The ``ohlcv_distribution`` ExpectationSuite (not yet added to any context)."""
     import great_expectations as gx
@@ -297,6 +413,11 @@ def build_suite(
     ):
         if not (math.isfinite(value) and value >= 0):
             raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+    # From 0.25 on, the bands around N and N + 1 (2 and 3 first) would touch.
+    if not 0.0 <= split_ratio_tolerance < 0.25:
+        raise ValueError(
+            f"split_ratio_tolerance must be within [0, 0.25), got {split_ratio_tolerance}"
+        )
 
     expectations: list[Any] = [
         gxe.ExpectColumnValuesToBeBetween(
@@ -325,6 +446,10 @@ def build_suite(
             column=GAP_DAYS,
             max_value=max_gap_days,
             meta=_meta(CALENDAR_GAP, WARN),
+        ),
+        gxe.ExpectColumnValuesToBeNull(
+            column=SPLIT_RATIO,
+            meta={**_meta(UNADJUSTED_SPLIT, WARN), _META_TOLERANCE: split_ratio_tolerance},
         ),
         *(
             gxe.ExpectColumnValuesToNotBeNull(column=column, meta=_meta(NOT_NULL, WARN, column))
@@ -489,6 +614,18 @@ def _outcome(result: Any, derived: pd.DataFrame) -> ExpectationOutcome:
                 element_count / (element_count + missing_bars) if element_count else None
             ),
         )
+    elif check == UNADJUSTED_SPLIT:
+        splits = split_entries(derived)
+        if len(splits) != unexpected_count:
+            raise ExpectationsError(
+                f"{check}: GX counted {unexpected_count} rows but {len(splits)} are flagged"
+            )
+        details.update(
+            tolerance=meta.get(_META_TOLERANCE),
+            persist_bars=SPLIT_PERSIST_BARS,
+            listed=min(len(splits), MAX_LISTED_SPLITS),
+            splits=splits[:MAX_LISTED_SPLITS],
+        )
     elif check == NOT_NULL:
         details["column"] = meta.get(_META_COLUMN, kwargs.get("column"))
 
@@ -516,6 +653,7 @@ def run_expectations(
     max_gap_days: float,
     min_completeness: float,
     max_abs_log_return: float = 0.5,
+    split_ratio_tolerance: float = DEFAULT_SPLIT_RATIO_TOLERANCE,
     docs_dir: Path | None = None,
 ) -> ExpectationReport:
     """Validate ``frame`` (OHLCV rows that passed the per-row contract) with GX.
@@ -535,6 +673,7 @@ def run_expectations(
         max_abs_log_return=max_abs_log_return,
         max_gap_days=max_gap_days,
         min_completeness=min_completeness,
+        split_ratio_tolerance=split_ratio_tolerance,
     )
 
     import great_expectations as gx
@@ -543,6 +682,7 @@ def run_expectations(
     # A new frame (not a view, no SettingWithCopy link) with only what the suite reads.
     derived = frame.reindex(columns=list(OHLCV_COLUMNS))
     _assign_derived(derived)
+    _assign_split_ratio(derived, split_ratio_tolerance)
     # An unnamed index makes GX report failing rows as plain index labels
     # (a named one would turn them into {name: label} dicts).
     derived.index = derived.index.rename(None)

@@ -36,6 +36,10 @@ class ValidationThresholds:
         calendar-gap expectation warns.
     min_completeness: share of bars with no missing session before them (on
         the union calendar of all symbols) below which completeness warns.
+    split_ratio_tolerance: a close-to-close move within this relative distance
+        of a split ratio (x1/2, x1/3, x2, ...: 1/N or N, N >= 2 whole) whose
+        new level persists warns as a probable unadjusted split, with the
+        bar listed and a hint (0.05: x0.475..x0.525 for 2:1); rows are kept.
     """
 
     max_quarantine_share: float = 0.01
@@ -44,6 +48,7 @@ class ValidationThresholds:
     max_abs_log_return: float = 0.5
     max_gap_days: float = 7.0
     min_completeness: float = 0.99
+    split_ratio_tolerance: float = 0.05
 
 
 @dataclass
@@ -58,6 +63,29 @@ class ValidationResult:
     @property
     def passed(self) -> bool:
         return bool(self.report["passed"])
+
+    def warning_lines(self) -> list[str]:
+        """One line per failed warning-level expectation (rows are kept), and
+        for ``unadjusted_split`` one line per listed bar with its hint."""
+        from tradingrl.data.expectations import UNADJUSTED_SPLIT, WARN
+
+        lines = []
+        for outcome in (self.report["expectations"] or {}).get("outcomes", []):
+            if outcome["severity"] != WARN or outcome["success"]:
+                continue
+            name, count = outcome["name"], outcome["unexpected_count"]
+            if name != UNADJUSTED_SPLIT:
+                lines.append(f"warning: expectation {name} failed ({count} rows)")
+                continue
+            for entry in outcome["details"]["splits"]:
+                lines.append(
+                    f"warning: {name} {entry['symbol']} {entry['timestamp']} "
+                    f"(ratio {entry['ratio']:g}): {entry['hint']}"
+                )
+            listed = len(outcome["details"]["splits"])
+            if count > listed:
+                lines.append(f"warning: {name}: {count} bars flagged, the first {listed} listed")
+        return lines
 
     def failure_message(self) -> str:
         """One line saying why the stage fails (empty when it passes)."""
@@ -100,6 +128,7 @@ def validate_ohlcv(
             max_abs_log_return=thresholds.max_abs_log_return,
             max_gap_days=thresholds.max_gap_days,
             min_completeness=thresholds.min_completeness,
+            split_ratio_tolerance=thresholds.split_ratio_tolerance,
             docs_dir=docs_dir,
         )
         for index, names in expectations.quarantine_reasons().items():
