@@ -52,6 +52,7 @@ def main(params: dict[str, Any] | None = None, agent_params: dict[str, Any] | No
         write_plot_data,
     )
     from tradingrl.evaluation.report import write_evaluation_report
+    from tradingrl.evaluation.trials import trial_config, trial_family, trial_history, trial_tags
     from tradingrl.parallel import runner_from_env
     from tradingrl.splits.walk_forward import Fold
     from tradingrl.tracking import provenance_tags, use_experiment
@@ -83,10 +84,18 @@ def main(params: dict[str, Any] | None = None, agent_params: dict[str, Any] | No
 
     runs_root = repo_root / "models" / "evaluation_runs"
     embargo = int(walk_forward.get("embargo_timestamps", 0))
+    oof_md5, code = file_md5(predictions_dir / "oof.parquet"), code_hash("evaluate")
     # Only what the folds' agents depend on: report options do not retrain them.
     prepare_resumable(runs_root, fingerprint({"train_agent": agent_params, "embargo": embargo},
-                                             file_md5(predictions_dir / "oof.parquet"),
-                                             code_hash("evaluate")))
+                                             oof_md5, code))
+    # The DSR counts every configuration evaluated on these bars and folds
+    # (tradingrl/evaluation/trials.py): the MLflow history of this family.
+    experiment_id = use_experiment(repo_root, params["experiment"])
+    family = trial_family(file_md5(repo_root / "data" / "validated" / "ohlcv.parquet"),
+                          [f["fold"] for f in plan["folds"]])
+    configuration = trial_config(train_agent=agent_params, embargo=embargo,
+                                 predictions=oof_md5, model_trials=trials, code=code)
+    history = trial_history(mlflow.MlflowClient(), experiment_id, family, configuration)
     config = FoldConfig(settings=settings, env_kwargs=env_kwargs_from_params(agent_params,
                                                                                settings.env),
                         features=features, prediction_names=prediction_names,
@@ -99,7 +108,8 @@ def main(params: dict[str, Any] | None = None, agent_params: dict[str, Any] | No
                                torch_threads=int(agent_params["torch_threads"]),
                                runner=runner_from_env())
     evaluation = walk_forward_record(
-        results, bars_per_year=bars_per_year, trials=trials, pbo_splits=int(params["pbo_splits"]),
+        results, bars_per_year=bars_per_year, trials=trials, history=history,
+        pbo_splits=int(params["pbo_splits"]),
         config={"algorithm": settings.algorithm, "seeds": list(settings.seeds),
                 "total_timesteps": settings.total_timesteps, "folds_evaluated": len(results),
                 "symbols": results[0].symbols, "costs": agent_params["costs"],
@@ -116,9 +126,11 @@ def main(params: dict[str, Any] | None = None, agent_params: dict[str, Any] | No
                             rolling_window=int(params["rolling_sharpe_window"]),
                             bars_per_year=bars_per_year)
 
-    use_experiment(repo_root, params["experiment"])
-    with mlflow.start_run(run_name="evaluate",
-                          tags=provenance_tags(repo_root, "data/predictions")) as run:
+    counted = evaluation["trials"]
+    tags = {**provenance_tags(repo_root, "data/predictions"),
+            **trial_tags(family, configuration, counted["this_run"],
+                         counted["trial_sharpes"][:len(settings.seeds)])}
+    with mlflow.start_run(run_name="evaluate", tags=tags) as run:
         mlflow.log_params(flat_params({"evaluate": params}))
         flat = {f"policy.{k}": v for k, v in evaluation["policy"]["overall"].items()
                 if isinstance(v, int | float)}
@@ -140,7 +152,8 @@ def main(params: dict[str, Any] | None = None, agent_params: dict[str, Any] | No
     best = evaluation["baselines"][best_name]["overall"] if best_name else {}
     print(f"evaluate: {len(results)} folds, policy Sharpe {overall['sharpe']} vs best baseline "
           f"{best_name} {best.get('sharpe')}; DSR {dsr.get('dsr')} over "
-          f"{trials['n_trials']} trials")
+          f"{counted['n_trials']} trials ({counted['this_run']} in this run, "
+          f"{len(counted['history'])} earlier configurations on the same data)")
     return evaluation
 
 

@@ -60,26 +60,46 @@ def run_walk_forward(table: pd.DataFrame, folds: Sequence[Fold], config: FoldCon
     return results
 
 
-def deflated_sharpe_of_seeds(policy: BookSeries, seed_stats: Sequence[Mapping[str, Any]],
+def deflated_sharpe_of_seeds(policy: BookSeries, trial_sharpes: Sequence[float | None],
                              n_trials: int) -> dict[str, Any]:
     """The policy's deflated Sharpe ratio over ``n_trials`` trials. The
-    variance of the trials' Sharpe ratios is that of the seeds' out-of-sample
-    per-period Sharpe ratios, floored at 1/(n-1) (the sampling variance of a
-    Sharpe ratio of zero over n bars): a few seeds that happen to agree must
-    not make the deflation vanish. Undefined (``dsr`` None, with the reason)
-    when the variance is zero: the policy never moved its book."""
+    variance of the trials' Sharpe ratios is that of ``trial_sharpes`` (the
+    out-of-sample per-period Sharpe ratios of this run's seeds and of the
+    history's trials, :func:`count_trials`), floored at 1/(n-1) (the sampling
+    variance of a Sharpe ratio of zero over n bars): a few trials that happen
+    to agree must not make the deflation vanish. Undefined (``dsr`` None,
+    with the reason) when the variance is zero: the policy never moved its book."""
 
     try:
-        usable = [s["sharpe_per_period"] for s in seed_stats
-                  if s["sharpe_per_period"] is not None]
+        usable = [float(s) for s in trial_sharpes if s is not None]
         null_variance = 1.0 / (len(policy.log_return) - 1)
         variance = max(float(np.var(usable, ddof=1)) if len(usable) > 1 else 0.0, null_variance)
         dsr = deflated_sharpe_ratio(policy.log_return, n_trials=n_trials, sr_variance=variance)
-        dsr["sr_variance_source"] = ("max(variance of the seeds' out-of-sample Sharpe ratios, "
-                                     "1/(n-1))")
+        dsr["sr_variance_source"] = ("max(variance of the trials' out-of-sample Sharpe ratios "
+                                     "(this run's seeds and the history's), 1/(n-1))")
     except ValueError as error:  # zero variance: the policy never moved its book
         dsr = {"dsr": None, "undefined": str(error), "n_trials": n_trials}
     return dsr
+
+
+def count_trials(trials: Mapping[str, Any], seed_sharpes: Sequence[float | None],
+                 history: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The trial count of a DSR: this run's ``trials`` (:func:`trial_count`)
+    plus every configuration of the ``history``
+    (:func:`tradingrl.evaluation.trials.trial_history`) whose trials are not
+    this run's own (the same Sharpe ratios: the same trials recorded again).
+    Returns ``trials`` with ``this_run`` (its own count), ``history`` (the
+    counted configurations), ``n_trials`` (the total), ``trial_sharpes``
+    (per period, this run's seeds then the history's) and ``source``."""
+    own = [None if s is None else float(s) for s in seed_sharpes]
+    counted = [dict(h) for h in history if list(h["sharpe_per_period"]) != own]
+    sharpes = own + [s for h in counted for s in h["sharpe_per_period"]]
+    return {**trials, "this_run": int(trials["n_trials"]), "history": counted,
+            "n_trials": int(trials["n_trials"]) + sum(int(h["n_trials"]) for h in counted),
+            "trial_sharpes": sharpes,
+            "source": (f"{int(trials['n_trials'])} in this run (Optuna trials x RL seeds) + "
+                       f"{len(counted)} other configurations evaluated on the same data and "
+                       "fold plan (MLflow evaluate runs)")}
 
 
 def pbo_over_seeds(seed_books: Sequence[BookSeries], n_splits: int) -> dict[str, Any]:
@@ -102,10 +122,13 @@ def pbo_over_seeds(seed_books: Sequence[BookSeries], n_splits: int) -> dict[str,
 
 def walk_forward_record(results: Sequence[FoldResult], *, bars_per_year: int,
                         trials: Mapping[str, int], pbo_splits: int,
-                        config: Mapping[str, Any]) -> dict[str, Any]:
+                        config: Mapping[str, Any],
+                        history: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
     """reports/metrics.json's body (strict JSON): the policy's overall and
     per-fold statistics, DSR, PBO, chosen seeds and the seeds' spread; every
-    baseline's overall and per-fold statistics; the trial count; the folds;
+    baseline's overall and per-fold statistics; the trial count
+    (:func:`count_trials` of ``trials`` and the ``history`` of other
+    configurations on the same data); the folds;
     ``config`` (what was evaluated, as given); and ``best_baseline``, the
     baseline with the highest Sharpe."""
     policy = concatenate([r.policy for r in results])
@@ -115,6 +138,7 @@ def walk_forward_record(results: Sequence[FoldResult], *, bars_per_year: int,
     seed_books = [concatenate([r.seeds[i].series for r in results]) for i in range(n_seeds)]
     seed_stats = [summarise(b, bars_per_year=bars_per_year) for b in seed_books]
     sharpes = [s["sharpe"] for s in seed_stats if s["sharpe"] is not None]
+    counted = count_trials(trials, [s["sharpe_per_period"] for s in seed_stats], history)
 
     def per_fold(name: str | None = None) -> list[dict[str, Any]]:
         return [{"fold": r.fold, "test_start": r.test["start"], "test_end": r.test["end"],
@@ -125,7 +149,8 @@ def walk_forward_record(results: Sequence[FoldResult], *, bars_per_year: int,
         "policy": {
             "overall": summarise(policy, bars_per_year=bars_per_year),
             "per_fold": per_fold(),
-            "dsr": deflated_sharpe_of_seeds(policy, seed_stats, trials["n_trials"]),
+            "dsr": deflated_sharpe_of_seeds(policy, counted["trial_sharpes"],
+                                            counted["n_trials"]),
             "pbo": pbo_over_seeds(seed_books, pbo_splits),
             "chosen_seeds": [r.chosen_seed for r in results],
             "seeds": {
@@ -137,7 +162,7 @@ def walk_forward_record(results: Sequence[FoldResult], *, bars_per_year: int,
         },
         "baselines": {n: {"overall": summarise(b, bars_per_year=bars_per_year),
                           "per_fold": per_fold(n)} for n, b in baselines.items()},
-        "trials": dict(trials),
+        "trials": counted,
         "folds": [{"fold": r.fold, "test": r.test, "agent_spans": r.spans,
                    "chosen_seed": r.chosen_seed} for r in results],
         "config": dict(config),

@@ -413,7 +413,8 @@ def _all_statistics(policy: Mapping[str, Any], baselines: Mapping[str, Mapping[s
     return _table(["statistic", *blocks], rows, cls="numbers")
 
 
-def _dsr_block(policy: Mapping[str, Any], bars_per_year: int) -> str:
+def _dsr_block(policy: Mapping[str, Any], bars_per_year: int,
+               trials: Mapping[str, Any] | None = None) -> str:
     dsr = policy.get("dsr")
     if dsr is None:
         return "<p>Deflated Sharpe ratio: not computed.</p>"
@@ -432,8 +433,9 @@ def _dsr_block(policy: Mapping[str, Any], bars_per_year: int) -> str:
     ]
     explain = ("The DSR is the probability that the policy's true Sharpe ratio exceeds SR0, the "
                "Sharpe ratio the best of N skill-free configurations would reach by luck; N "
-               "counts every configuration tried (all tuning trials times RL seeds), so more "
-               "trials raise the bar.")
+               "counts every configuration tried on the same data and folds (this run's "
+               "tuning trials times RL seeds, and every other configuration evaluated before), "
+               "so more trials raise the bar.")
     seeds = policy.get("seeds")
     seed_text = "Seeds: not reported."
     if seeds is not None:
@@ -441,7 +443,16 @@ def _dsr_block(policy: Mapping[str, Any], bars_per_year: int) -> str:
         seed_text = (f"Across {_fmt(seeds.get('n_seeds'), 'int', 'n_seeds')} RL seeds: Sharpe "
                      f"{_fmt(seeds.get('sharpe_mean'), 'num', 'sharpe_mean')} mean, "
                      f"{_fmt(seeds.get('sharpe_std'), 'num', 'sharpe_std')} standard deviation.")
-    return f"<p>{_esc(explain)}</p>{_table(['', 'value'], rows)}<p>{_esc(seed_text)}</p>"
+    trial_text = "Trial history: not reported."
+    if trials is not None:
+        trials = _mapping(trials, "evaluation['trials']")
+        sharpes = ", ".join("n/a" if v is None else f"{float(v):.4f}"
+                            for v in trials.get("trial_sharpes") or [])
+        trial_text = (f"N = {_fmt(trials.get('n_trials'), 'int', 'n_trials')}: "
+                      f"{trials.get('source', 'source not reported')}. Trial Sharpe ratios "
+                      f"per bar: {sharpes or 'none'}.")
+    return (f"<p>{_esc(explain)}</p>{_table(['', 'value'], rows)}<p>{_esc(seed_text)}</p>"
+            f"<p>{_esc(trial_text)}</p>")
 
 
 def _per_fold(policy: Mapping[str, Any], baselines: Mapping[str, Mapping[str, Any]],
@@ -533,7 +544,8 @@ def render_evaluation_report(evaluation: Mapping[str, Any], curves: pd.DataFrame
         ("verdict", f"banner {verdict_css}", "", f"<p>{verdict}</p>"),
         ("promotion", f"banner {promo_css}", "", promo),
         ("headline", "", "Policy vs baselines (after costs)", _headline(policy, baselines, best)),
-        ("dsr", "", "Deflated Sharpe ratio", _dsr_block(policy, bars_per_year)),
+        ("dsr", "", "Deflated Sharpe ratio", _dsr_block(policy, bars_per_year,
+                                                            evaluation.get("trials"))),
         ("charts", "", "Charts", charts),
         ("per-fold", "", "Per fold", _per_fold(policy, baselines, best)),
         ("config", "", "Configuration", config_html),
