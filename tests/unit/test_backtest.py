@@ -19,6 +19,7 @@ FIELDS_VS_INFO = {
     "commission": "commission", "spread_cost": "spread_cost", "impact_cost": "impact_cost",
     "costs": "cost", "shares": "shares", "cash": "cash", "equity": "equity",
     "log_returns": "log_return", "positions": "position",
+    "unfilled_shares": "unfilled_shares", "unfilled_notional": "unfilled_notional",
 }
 
 
@@ -127,6 +128,56 @@ def test_risk_layer_path_equals_the_env_with_the_same_hook() -> None:
     assert_matches_env(result, infos)
     assert np.abs(result.targets).max() <= 0.3 + 1e-12  # the layer bound the +-1 requests
     assert np.abs(result.targets).max() > 0.05
+
+
+@pytest.mark.parametrize("with_risk_fn", [False, True])
+def test_close_at_end_equals_the_env_and_ends_flat_uncapped(with_risk_fn: bool) -> None:
+    """The last step targets flat whatever its target, and the volume cap does
+    not cut that fill (it pays the square-root impact of its whole size)."""
+    volume = np.full(400, 1.0e6)
+    volume[:300] = 2.0e4  # thin: the cap binds on every large order, the exit too without the rule
+    market = random_market(seed=8, volume=volume)
+    targets = np.random.default_rng(8).choice([-1.0, 1.0], 120)
+    targets[-1] = 1.0
+    risk_fn = (lambda target, context: 0.9 * target) if with_risk_fn else None
+    result = backtest_positions(market, targets, start_bar=60, risk_fn=risk_fn,
+                                close_at_end=True)
+    infos = step_env(market, targets, 60, risk_fn=risk_fn, close_at_end=True)
+    assert_matches_env(result, infos)
+    assert result.targets[-1] == 0.0 and result.shares[-1] == 0.0
+    assert result.positions[-1] == 0.0 and not result.capped[-1]
+    assert abs(result.traded_shares[-1]) > 0.1 * 2.0e4  # beyond the cap
+    assert result.n_capped > 0
+    open_end = backtest_positions(market, targets, start_bar=60, risk_fn=risk_fn)
+    np.testing.assert_array_equal(result.equity[:-1], open_end.equity[:-1])
+    assert result.costs[-1] > 0.0 and open_end.shares[-1] != 0.0
+
+
+def test_cap_uses_the_volume_known_at_decision_time_and_counts_the_unfilled() -> None:
+    """Bar t+1's own volume is unknown at t: a thin fill bar caps nothing; a
+    thin past caps at 10% of the mean volume of bars t-19 .. t. Unfilled
+    shares are dropped and counted."""
+    thin_fill = tiny_market([10.0, 11.0], [10.0, 12.0], volume=[10_000.0, 500.0])
+    result = backtest_positions(thin_fill, [1.0], start_bar=0, initial_cash=1000.0,
+                                costs=ExecutionCosts(1.0, 2.0, 0.5, 0.1))
+    assert not result.capped[0] and result.traded_shares[0] == 100.0
+    assert result.impact_cost[0] == pytest.approx(0.5 * 0.01 * math.sqrt(0.01) * 1100.0, rel=1e-12)
+    assert result.n_capped == 0 and result.unfilled_fraction == 0.0
+    # Known volume at bar 1: mean(300, 700) = 500 -> cap 50 of the 1100/12 wanted.
+    thin_past = tiny_market([10.0, 10.0, 12.0], [10.0, 12.0, 12.0],
+                            volume=[300.0, 700.0, 1e9])
+    result = backtest_positions(thin_past, [0.0, 1.0], start_bar=0, initial_cash=1000.0,
+                                costs=ExecutionCosts(0.0, 0.0, 0.0, 0.1))
+    wanted = 1000.0 / 12.0
+    assert result.capped.tolist() == [False, True] and result.traded_shares[1] == 50.0
+    assert result.unfilled_shares[1] == pytest.approx(wanted - 50.0, rel=1e-12)
+    assert result.unfilled_notional[1] == pytest.approx((wanted - 50.0) * 12.0, rel=1e-12)
+    assert result.n_capped == 1
+    assert result.unfilled_fraction == pytest.approx((wanted - 50.0) / wanted, rel=1e-12)
+    # A longer window averages further back; volume_window=1 is the decision bar's own.
+    own = backtest_positions(thin_past, [0.0, 1.0], start_bar=0, initial_cash=1000.0,
+                             costs=ExecutionCosts(0.0, 0.0, 0.0, 0.1, volume_window=1))
+    assert own.traded_shares[1] == pytest.approx(70.0)
 
 
 # ------------------------------------------------------------------ by hand

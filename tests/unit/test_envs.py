@@ -186,9 +186,10 @@ def test_costs_zero_when_target_is_current_position_and_match_hand_computation()
 
 
 def test_participation_cap_limits_fills_and_is_reported() -> None:
+    """The cap is 10% of the mean volume of the 20 bars up to the decision bar."""
     n = 40
     volume = np.full(n, 1.0e6)
-    volume[21] = 1000.0  # a thin bar
+    volume[:21] = 1000.0  # thin up to and including the decision bar 20
     market = random_market(n, volume=volume)
     env = SingleAssetTradingEnv(market, window=3, costs=ExecutionCosts(participation_limit=0.1))
     env.reset(options={"start_bar": 20})
@@ -196,15 +197,47 @@ def test_participation_cap_limits_fills_and_is_reported() -> None:
     assert info["capped"]
     assert info["traded_shares"] == pytest.approx(-100.0)  # 10% of 1000 shares
     assert info["order_shares"] < -1000.0
+    assert info["unfilled_shares"] == pytest.approx(info["order_shares"] + 100.0)
+    assert info["unfilled_notional"] == pytest.approx(
+        abs(info["unfilled_shares"]) * info["fill_price"])
     assert info["position"] > -0.01  # far short of the -1 target
-    *_, info = env.step(np.array([-1.0]))  # the next bar is liquid: the rest fills
+    for _ in range(3):  # the known volume rises as liquid bars enter the window
+        *_, info = env.step(np.array([-1.0]))
     assert not info["capped"] and info["position"] == pytest.approx(-1.0, abs=0.05)
+    assert info["unfilled_shares"] == 0.0 and info["unfilled_notional"] == 0.0
     volume[30] = 0.0  # nothing fills on a bar without volume, even with no cap
     env = SingleAssetTradingEnv(random_market(n, volume=volume), window=3,
                                 costs=ExecutionCosts.zero())
     env.reset(options={"start_bar": 29})
     *_, info = env.step(np.array([1.0]))
     assert info["capped"] and info["traded_shares"] == 0.0 and info["cost"] == 0.0
+    assert info["unfilled_shares"] == info["order_shares"]
+
+
+def test_cap_and_impact_use_the_volume_known_at_the_decision_bar() -> None:
+    """A thin fill bar t+1 is unknown at t: it neither caps the order nor raises
+    its impact; the impact's V is the mean volume of bars t-19 .. t."""
+    n = 40
+    volume = np.full(n, 1.0e6)
+    volume[21] = 1000.0  # thin fill bar
+    sigma = np.full(n, 0.01)
+    market = random_market(n, volume=volume, sigma=sigma)
+    env = SingleAssetTradingEnv(market, window=3, costs=ExecutionCosts(participation_limit=0.1))
+    env.reset(options={"start_bar": 20})
+    *_, info = env.step(np.array([1.0]))
+    assert not info["capped"] and info["unfilled_shares"] == 0.0
+    size = abs(info["traded_shares"])
+    notional = size * info["fill_price"]
+    assert info["impact_cost"] == pytest.approx(0.5 * 0.01 * math.sqrt(size / 1.0e6) * notional,
+                                                rel=1e-12)
+    # At the first bars only the bars that exist are averaged.
+    volume = np.full(n, 1.0e6)
+    volume[:2] = [2.0e6, 4.0e6]
+    env = SingleAssetTradingEnv(random_market(n, volume=volume, sigma=sigma), window=1,
+                                costs=ExecutionCosts(participation_limit=1e-3, volume_window=20))
+    env.reset(options={"start_bar": 1})
+    *_, info = env.step(np.array([1.0]))
+    assert info["capped"] and info["traded_shares"] == pytest.approx(1e-3 * 3.0e6)
 
 
 # ------------------------------------------------------------------ leakage

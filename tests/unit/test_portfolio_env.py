@@ -33,6 +33,7 @@ from tradingrl.envs import (
     synthetic_market_arrays,
     synthetic_portfolio_arrays,
 )
+from tradingrl.envs.costs import decision_volume
 
 N_FEAT = 3
 STAMPS = pd.date_range("2020-01-01", periods=2000, freq="D").to_numpy()
@@ -352,23 +353,27 @@ def test_every_change_of_weights_is_charged_and_drift_trades() -> None:
     actions[50:60] = env.action_for_weights([0.3, 0.3, 0.3])  # a constant target
     _, _, infos = run_actions(env, actions)
     panel = env.panel
+    # The cap and the impact use the volume known at the decision bar.
+    known = np.column_stack([decision_volume(panel.volume[:, i], costs.volume_window)
+                             for i in range(3)])
     for before, info in itertools.pairwise(infos):
         t = info["bar"] - 1
         current = before["weights"]
         moved = np.abs(info["target_weights"] - current) > 1e-4
         np.testing.assert_array_equal(info["traded_shares"] != 0, moved)
         expected = sum(fill_costs(q, p, v, s, costs).total for q, p, v, s in zip(
-            info["traded_shares"], panel.open[t + 1], panel.volume[t + 1], panel.sigma[t],
-            strict=True))
+            info["traded_shares"], panel.open[t + 1], known[t], panel.sigma[t], strict=True))
         assert info["cost"] == pytest.approx(expected, rel=1e-12, abs=0)
     # A constant target still trades: prices moved the weights away from it.
     assert all(infos[k]["cost"] > 0 for k in range(52, 61))
 
 
 def test_participation_cap_limits_fills_and_is_reported() -> None:
+    """The cap is 10% of the mean volume of the 20 bars up to the decision bar;
+    a thin fill bar, unknown at t, caps nothing."""
     n = 40
     thin = np.full(n, 1.0e6)
-    thin[21] = 1000.0
+    thin[:21] = 1000.0  # thin up to and including the decision bar 20
     thin[30] = 0.0  # nothing fills on a bar without volume
     markets = [flat_market("A", n, 10.0, volume=thin), flat_market("B", n, 10.0)]
     env = PortfolioTradingEnv(markets, window=3, allow_short=True,
@@ -378,14 +383,41 @@ def test_participation_cap_limits_fills_and_is_reported() -> None:
     np.testing.assert_array_equal(info["capped"], [True, False])
     assert info["traded_shares"][0] == pytest.approx(-100.0)  # 10% of 1000 shares
     assert info["order_shares"][0] == pytest.approx(-0.5e6 / 10.0)
+    assert info["unfilled_shares"][0] == pytest.approx(-0.5e6 / 10.0 + 100.0)
+    assert info["unfilled_shares"][1] == 0.0
+    np.testing.assert_allclose(info["unfilled_notional"], np.abs(info["unfilled_shares"]) * 10.0)
     assert info["traded_shares"][1] == pytest.approx(0.5e6 / 10.0)
-    *_, info = env.step(np.array([-0.5, 0.5]))  # the next bar is liquid: the rest fills
+    for _ in range(5):  # the known volume rises as liquid bars enter the window
+        *_, info = env.step(np.array([-0.5, 0.5]))
     assert not info["capped"].any()
     np.testing.assert_allclose(info["weights"], [-0.5, 0.5], atol=0.01)
     env.reset(options={"start_bar": 29})
     *_, info = env.step(np.array([0.5, 0.5]))
     assert info["capped"][0] and info["traded_shares"][0] == 0.0
     assert info["traded_shares"][1] > 0
+    thin = np.full(n, 1.0e6)
+    thin[21] = 1000.0  # a thin fill bar
+    env = PortfolioTradingEnv([flat_market("A", n, 10.0, volume=thin), flat_market("B", n, 10.0)],
+                              window=3, allow_short=True,
+                              costs=ExecutionCosts(participation_limit=0.1))
+    env.reset(options={"start_bar": 20})
+    *_, info = env.step(np.array([-0.5, 0.5]))
+    assert not info["capped"].any() and not info["unfilled_shares"].any()
+
+
+def test_close_at_end_ends_the_book_in_cash() -> None:
+    markets = random_panel(2, 120, seed=6)
+    env = PortfolioTradingEnv(markets, window=5, allow_short=True, close_at_end=True,
+                              costs=ExecutionCosts(participation_limit=1e-4))
+    env.reset()
+    done = False
+    while not done:
+        *_, terminated, truncated, info = env.step(np.array([0.5, -0.5]))
+        done = terminated or truncated
+    assert info["bar"] == env.last_bar
+    np.testing.assert_array_equal(info["target_weights"], 0.0)
+    np.testing.assert_array_equal(info["shares"], 0.0)
+    assert not info["capped"].any() and info["cost"] > 0
 
 
 # ------------------------------------------------------------------ N = 1 against single asset

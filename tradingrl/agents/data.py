@@ -8,15 +8,19 @@ volatility) is computed on each symbol's whole validated close series before
 the join, so it uses every earlier bar and nothing later.
 
 Spans: :func:`span_markets` cuts one MarketArrays per symbol for the bars
-in [start, end], with ``lookback`` earlier bars in front so that the first
-decision (at the bar before ``start``) fills at ``start`` and its observation
-window is full. Features are scaled with a scaler fitted on the training
-span only (:func:`fit_agent_scaler`).
+in [start, end], with ``lookback`` earlier bars in front, marked as the
+market's ``history_bars``: known before the span (past-only), so the first
+decision (at the bar before ``start``, filling at ``start``) sees a full
+observation window and the risk layer's full return history, as the served
+policy does on the same bar, while trading starts at ``start``.
+:func:`history_lookback` is how many bars that takes for an environment's
+settings; the evaluation blocks and the validation spans use it. Features are
+scaled with a scaler fitted on the training span only (:func:`fit_agent_scaler`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -72,6 +76,21 @@ def fit_agent_scaler(table: pd.DataFrame, feature_names: Sequence[str],
     return FeatureScaler.fit(table, feature_names, rows=rows)
 
 
+def history_lookback(env_kwargs: Mapping[str, Any]) -> int:
+    """Bars a span's market needs before its start so that the first decision
+    (at the bar before the start) has the history a decision in the middle of
+    the data has: the observation ``window``, the risk layer's
+    ``risk_lookback`` returns (``risk_lookback + 1`` closes; the market's first
+    return is NaN) and the costs' ``volume_window`` (the volume known at the
+    decision). Missing keys take the environment's defaults."""
+    from tradingrl.envs.costs import DEFAULT_VOLUME_WINDOW
+
+    costs = env_kwargs.get("costs")
+    volume_window = DEFAULT_VOLUME_WINDOW if costs is None else int(costs.volume_window)
+    return max(int(env_kwargs.get("window", 20)), int(env_kwargs.get("risk_lookback", 20)) + 1,
+               volume_window)
+
+
 def span_markets(
     table: pd.DataFrame,
     scaler: Any,
@@ -83,10 +102,12 @@ def span_markets(
     min_bars: int = 2,
 ) -> list[MarketArrays]:
     """One MarketArrays per symbol holding the bars with start <= timestamp <=
-    end plus up to ``lookback`` bars before them (observation history; an env
-    with ``window == lookback`` then makes its first decision at the bar before
-    ``start``, which fills at ``start``). Symbols with fewer than ``min_bars``
-    bars in the span are left out."""
+    end plus up to ``lookback`` bars before them, which are the market's
+    ``history_bars``: an env on it makes its first decision at the bar before
+    ``start`` at the earliest (when ``lookback`` covers its window), which
+    fills at ``start``; the earlier bars are history only (observation window,
+    risk returns, known volume). A symbol with fewer earlier bars gets what
+    exists. Symbols with fewer than ``min_bars`` bars in the span are left out."""
     if lookback < 0:
         raise ValueError(f"lookback must be >= 0, got {lookback}")
     start, end = pd.Timestamp(start), pd.Timestamp(end)
@@ -100,6 +121,7 @@ def span_markets(
         if inside.size < min_bars:
             continue
         first = max(0, int(inside[0]) - lookback)
+        history = int(inside[0]) - first
         picked = rows[first:int(inside[-1]) + 1]
         part = table.iloc[picked]
         markets.append(MarketArrays(
@@ -112,6 +134,7 @@ def span_markets(
             sigma=part["sigma"].to_numpy(),
             timestamps=pd.DatetimeIndex(part["timestamp"]).tz_convert("UTC")
             .tz_localize(None).to_numpy(),
+            history_bars=history,
         ))
     if not markets:
         raise ValueError(f"no symbol has {min_bars} bars between {start} and {end}")

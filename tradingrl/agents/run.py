@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tradingrl.agents.data import agent_spans, fit_agent_scaler, span_markets
+from tradingrl.agents.data import agent_spans, fit_agent_scaler, history_lookback, span_markets
 from tradingrl.agents.training import AgentSettings, SeedResults, TrainedAgent
 from tradingrl.envs.decision import env_kwargs_from_config
 from tradingrl.stage import write_json
@@ -80,8 +80,10 @@ def train_hybrid_agent(
     scaler = fit_agent_scaler(table, feature_names, spans["train_start"], spans["train_end"])
     train_markets = span_markets(table, scaler, list(prediction_names),
                                  start=spans["train_start"], end=spans["train_end"], lookback=0)
+    # The bars before the validation span are its history (observation window,
+    # risk returns), never traded: its first fill is at val_start.
     val_markets = span_markets(table, scaler, list(prediction_names), start=spans["val_start"],
-                               end=spans["val_end"], lookback=env_kwargs["window"])
+                               end=spans["val_end"], lookback=history_lookback(env_kwargs))
     results = train_seeds(train_markets, val_markets, settings, out_dir=runs_dir,
                           env_kwargs=env_kwargs, logger_for_seed=logger_for_seed)
     chosen = max(results.agents, key=lambda a: a.best_val_mean_reward)

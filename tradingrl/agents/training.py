@@ -481,6 +481,7 @@ def describe(value: Any) -> Any:
 ROLLOUT_KEYS_SINGLE: tuple[str, ...] = (
     "bar", "fill_price", "traded_shares", "cost", "commission", "spread_cost", "impact_cost",
     "requested_target", "target", "position", "equity", "drawdown", "log_return", "risk_term",
+    "capped", "unfilled_shares", "unfilled_notional",
 )
 
 

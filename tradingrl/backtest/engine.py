@@ -8,12 +8,19 @@ action, known at the close of t. It is executed exactly as
 * the order is ``target * equity_t / close_t - shares`` shares, sized from what
   is known at t; no order when ``|order| * close_t <= min_trade_fraction * equity_t``;
 * it fills at bar t+1's open (``fill="next_open"``) or close (``"next_close"``),
-  at most ``participation_limit * volume[t+1]`` shares (nothing on a bar without
-  volume);
+  at most ``participation_limit * V[t]`` shares, ``V[t]`` the volume known at
+  t (:func:`tradingrl.envs.costs.decision_volume`: the mean volume of the
+  ``costs.volume_window`` bars up to and including t); nothing fills on a
+  fill bar without volume. The rest is dropped and recorded
+  (``unfilled_shares``; ``n_capped`` and ``unfilled_fraction`` sum it up);
 * it pays commission + half spread + square-root impact with the past-only
-  ``sigma[t]`` and bar t+1's volume (:mod:`tradingrl.envs.costs`), from cash;
+  ``sigma[t]`` and ``V[t]`` (:mod:`tradingrl.envs.costs`), from cash;
 * the account is marked at bar t+1's close: ``equity_{t+1} = cash + shares *
   close_{t+1}``, ``log_return = log(equity_{t+1} / equity_t)``.
+
+With ``close_at_end`` the last step targets flat whatever its target, and
+that fill is not cut by the cap: the run ends flat, having paid its exit
+(the environment's ``close_at_end``).
 
 Ruin: when ``equity_{t+1} <= 0`` the run ends at that step, as the
 environment's episode does. The result then holds the steps up to and including
@@ -44,7 +51,7 @@ import numba
 import numpy as np
 
 from tradingrl.envs.arrays import MarketArrays
-from tradingrl.envs.costs import ExecutionCosts
+from tradingrl.envs.costs import ExecutionCosts, decision_volume
 from tradingrl.envs.episode import RUIN_FLOOR
 from tradingrl.envs.risk_hook import RiskFn, no_risk_limit
 from tradingrl.envs.single_asset import SingleAssetTradingEnv
@@ -53,7 +60,7 @@ FILL_MODES = ("next_open", "next_close")
 
 # Per-step float64 outputs of the kernel, in the order of its ``out`` rows.
 _KERNEL_FIELDS = ("targets", "traded_shares", "commission", "spread_cost", "impact_cost",
-                  "equity", "log_returns")
+                  "equity", "log_returns", "unfilled_shares")
 
 
 @dataclass(frozen=True, eq=False)
@@ -72,7 +79,9 @@ class BacktestResult:
         currency, also on steps without a trade (a view of the market's array).
     close: the close of the fill bar, at which the account is marked (a view).
     commission / spread_cost / impact_cost: the step's costs, quote currency.
-    capped: bool, whether the volume cap cut the order.
+    capped: bool, whether the volume cap cut the order (or nothing could fill).
+    unfilled_shares: signed shares of the order the cap left unfilled
+        (dropped; 0 when the order filled whole or none was sent).
     equity: equity at the close of the fill bar, quote currency.
     log_returns: log(equity after / equity before) (the ruin floor on a ruinous step).
     initial_cash: equity before the first step.
@@ -80,7 +89,8 @@ class BacktestResult:
 
     Derived on first access (cached), with the environment's own expressions
     and summation order, so they equal its info values: ``bars``, ``costs``,
-    ``shares``, ``cash``, ``positions``; and ``turnover``, ``equity_before``.
+    ``shares``, ``cash``, ``positions``; and ``turnover``, ``equity_before``,
+    ``unfilled_notional``, ``n_capped``, ``unfilled_fraction``.
     """
 
     start_bar: int
@@ -94,6 +104,7 @@ class BacktestResult:
     capped: np.ndarray
     equity: np.ndarray
     log_returns: np.ndarray
+    unfilled_shares: np.ndarray
     initial_cash: float
     ruined: bool
 
@@ -154,6 +165,25 @@ class BacktestResult:
         return np.abs(self.traded_shares) * self.fill_price / self.equity_before
 
     @property
+    def unfilled_notional(self) -> np.ndarray:
+        """Per step ``|unfilled_shares| * fill_price``, quote currency: the
+        env's info["unfilled_notional"]."""
+        return np.abs(self.unfilled_shares) * self.fill_price
+
+    @property
+    def n_capped(self) -> int:
+        """Steps on which the volume cap cut the order."""
+        return int(np.count_nonzero(self.capped))
+
+    @property
+    def unfilled_fraction(self) -> float:
+        """Unfilled share of the requested notional, ``sum(unfilled notional) /
+        sum(filled + unfilled notional)`` (NaN when no order was sent)."""
+        unfilled = float(self.unfilled_notional.sum())
+        requested = float((np.abs(self.traded_shares) * self.fill_price).sum()) + unfilled
+        return unfilled / requested if requested > 0.0 else math.nan
+
+    @property
     def final_equity(self) -> float:
         return float(self.equity[-1])
 
@@ -169,11 +199,14 @@ def _read_only(array: np.ndarray) -> np.ndarray:
 
 
 @numba.njit(cache=True)
-def _backtest_kernel(close, fill_px, volume, sigma, targets, start_bar, initial_cash,
-                     commission_rate, half_spread_rate, impact_coef, participation,
-                     min_trade_fraction, ruin_equity, out, capped_out):
-    """Run the steps; ``out`` is (7, n) float64 in ``_KERNEL_FIELDS`` order.
+def _backtest_kernel(close, fill_px, volume, known_volume, sigma, targets, start_bar,
+                     initial_cash, commission_rate, half_spread_rate, impact_coef, participation,
+                     min_trade_fraction, ruin_equity, close_last, out, capped_out):
+    """Run the steps; ``out`` is (8, n) float64 in ``_KERNEL_FIELDS`` order.
 
+    ``volume``: the bars' own volume (only "did the fill bar trade");
+    ``known_volume``: the volume known at each decision bar, for the cap and
+    the impact; ``close_last``: the last step targets flat, uncapped.
     Every float operation is written in the environment's order so that the two
     agree to the last bit. Returns the number of steps run (fewer than n on ruin).
     """
@@ -184,22 +217,28 @@ def _backtest_kernel(close, fill_px, volume, sigma, targets, start_bar, initial_
     for k in range(n):
         t = start_bar + k
         f = t + 1
-        target = max(-1.0, min(targets[k], 1.0))
+        closing = close_last and k == n - 1
+        target = 0.0 if closing else max(-1.0, min(targets[k], 1.0))
         close_t = close[t]
         price = fill_px[f]
         order = target * equity / close_t - shares
         traded = 0.0
+        unfilled = 0.0
         commission = 0.0
         spread = 0.0
         impact = 0.0
         capped = False
         if abs(order) * close_t > min_trade_fraction * equity:
-            vol = volume[f]
-            cap = participation * vol if vol > 0.0 else 0.0
+            known = known_volume[t]
+            if volume[f] > 0.0 and known > 0.0:
+                cap = math.inf if closing else participation * known
+            else:
+                cap = 0.0
             traded = order
             if abs(order) > cap:
                 traded = cap if order > 0.0 else -cap
                 capped = True
+                unfilled = order - traded
             if traded != 0.0:
                 size = abs(traded)
                 notional = size * price
@@ -208,7 +247,7 @@ def _backtest_kernel(close, fill_px, volume, sigma, targets, start_bar, initial_
                 s = sigma[t]
                 if math.isnan(s):  # NaN warm-up sigma counts as 0, as in the environment
                     s = 0.0
-                impact = notional * impact_coef * s * math.sqrt(size / vol)
+                impact = notional * impact_coef * s * math.sqrt(size / known)
                 cash -= traded * price + commission + spread + impact
                 shares = shares + traded
         new_equity = cash + shares * close[f]
@@ -220,6 +259,7 @@ def _backtest_kernel(close, fill_px, volume, sigma, targets, start_bar, initial_
         out[4, k] = impact
         out[5, k] = new_equity
         out[6, k] = math.log((ruin_equity if ruined else new_equity) / equity)
+        out[7, k] = unfilled
         capped_out[k] = capped
         equity = new_equity
         if ruined:
@@ -241,15 +281,18 @@ def _check_targets(targets: object, start_bar: object, market: MarketArrays) -> 
         bad = int(np.flatnonzero(~np.isfinite(array))[0])
         raise ValueError(f"targets must be finite; targets[{bad}] is {array[bad]}")
     n_bars = len(market)
-    first = market.first_sigma_bar
+    # The environment's earliest decision: sigma known, and not in the market's history bars.
+    first = max(market.first_sigma_bar, market.history_bars - 1)
     last = n_bars - 1 - array.shape[0]  # the last step's fill bar must exist
     if last < first:
         raise ValueError(f"{array.shape[0]} targets need at least {array.shape[0] + first + 1} "
-                         f"bars (sigma is known from bar {first}); the market has {n_bars}")
+                         f"bars (sigma is known and the history ends at bar {first}); the "
+                         f"market has {n_bars}")
     if not first <= start_bar <= last:
         raise ValueError(
             f"{array.shape[0]} target(s) need start_bar in [{first}, {last}] (sigma is known "
-            f"from bar {first}; a decision at t fills at t+1 < {n_bars}), got {start_bar}")
+            f"and the history ends at bar {first}; a decision at t fills at t+1 < {n_bars}), "
+            f"got {start_bar}")
     return array
 
 
@@ -264,6 +307,7 @@ def backtest_positions(
     min_trade_fraction: float = 1e-6,
     risk_fn: RiskFn | None = None,
     risk_lookback: int = 20,
+    close_at_end: bool = False,
 ) -> BacktestResult:
     """Trade ``targets`` (decided at bars ``start_bar, start_bar+1, ...``) on ``market``.
 
@@ -274,6 +318,7 @@ def backtest_positions(
     ``costs`` None means the default :class:`ExecutionCosts`. ``risk_fn`` (with
     ``risk_lookback`` bars of returns in its context) switches to the replay
     through the environment: same numbers, a Python-speed loop.
+    ``close_at_end``: the last step targets flat, uncapped (module docstring).
     """
     if not isinstance(market, MarketArrays):
         raise TypeError(f"market must be MarketArrays, got {type(market).__name__}")
@@ -293,19 +338,22 @@ def backtest_positions(
         if not callable(risk_fn):
             raise TypeError(f"risk_fn must be callable, got {type(risk_fn).__name__}")
         return _replay_through_env(market, array, int(start_bar), costs, initial_cash, fill,
-                                   min_trade_fraction, risk_fn, risk_lookback)
+                                   min_trade_fraction, risk_fn, risk_lookback,
+                                   bool(close_at_end))
 
     n = array.shape[0]
     start_bar = int(start_bar)
     fill_px = market.open if fill == "next_open" else market.close
     out = np.empty((len(_KERNEL_FIELDS), n))
     capped = np.empty(n, dtype=np.bool_)
+    known_volume = decision_volume(market.volume, costs.volume_window)
     n_steps = _backtest_kernel(
-        market.close, fill_px, market.volume, market.sigma, array, start_bar, initial_cash,
+        market.close, fill_px, market.volume, known_volume, market.sigma, array, start_bar,
+        initial_cash,
         # The same expressions as the environment's, so the rates match bit for bit.
         costs.commission_bps * 1e-4, 0.5 * costs.spread_bps * 1e-4, costs.impact_coef,
         costs.participation_limit, min_trade_fraction, RUIN_FLOOR * initial_cash,
-        out, capped)
+        bool(close_at_end), out, capped)
     fields = {name: out[i, :n_steps] for i, name in enumerate(_KERNEL_FIELDS)}
     return _result(market, fill_px, start_bar, fields, capped[:n_steps], initial_cash)
 
@@ -326,20 +374,21 @@ def _result(market: MarketArrays, fill_px: np.ndarray, start_bar: int,
 _INFO_KEYS = {  # result field -> the environment's info key
     "targets": "target", "traded_shares": "traded_shares", "commission": "commission",
     "spread_cost": "spread_cost", "impact_cost": "impact_cost", "equity": "equity",
-    "log_returns": "log_return",
+    "log_returns": "log_return", "unfilled_shares": "unfilled_shares",
 }
 
 
 def _replay_through_env(market: MarketArrays, targets: np.ndarray, start_bar: int,
                         costs: ExecutionCosts, initial_cash: float, fill: str,
                         min_trade_fraction: float, risk_fn: RiskFn,
-                        risk_lookback: int) -> BacktestResult:
+                        risk_lookback: int, close_at_end: bool) -> BacktestResult:
     """Step :class:`SingleAssetTradingEnv` with the targets and collect its infos."""
     n = targets.shape[0]
     env = SingleAssetTradingEnv(
         market, window=1, initial_cash=initial_cash, costs=costs, fill=fill,
         start_bar=start_bar, end_bar=start_bar + n + 1, min_trade_fraction=min_trade_fraction,
-        obs_clip=None, risk_fn=risk_fn, risk_lookback=risk_lookback, copy_obs=False)
+        obs_clip=None, risk_fn=risk_fn, risk_lookback=risk_lookback, close_at_end=close_at_end,
+        copy_obs=False)
     env.reset(options={"start_bar": start_bar})
     columns: dict[str, list[float]] = {name: [] for name in _INFO_KEYS}
     capped: list[bool] = []

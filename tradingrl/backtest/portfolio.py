@@ -42,6 +42,9 @@ class EqualWeightResult:
     timestamps: datetime64[ns] of each step's fill bar when every market has
         timestamps, else None.
     ruined: whether the book's equity fell to <= 0 (the arrays then end there).
+
+    ``n_capped`` and ``unfilled_fraction`` sum the sleeves' fill records (the
+    fills the volume cap cut, the unfilled share of the requested notional).
     """
 
     symbols: tuple[str, ...]
@@ -66,6 +69,19 @@ class EqualWeightResult:
     def final_equity(self) -> float:
         return float(self.equity[-1])
 
+    @property
+    def n_capped(self) -> int:
+        """Fills the volume cap cut, over every sleeve."""
+        return sum(r.n_capped for r in self.results)
+
+    @property
+    def unfilled_fraction(self) -> float:
+        """Unfilled share of the requested notional over every sleeve (NaN
+        when no order was sent)."""
+        unfilled = sum(float(r.unfilled_notional.sum()) for r in self.results)
+        filled = sum(float((np.abs(r.traded_shares) * r.fill_price).sum()) for r in self.results)
+        return unfilled / (filled + unfilled) if filled + unfilled > 0.0 else math.nan
+
 
 def backtest_equal_weight(
     markets: Sequence[MarketArrays],
@@ -78,6 +94,7 @@ def backtest_equal_weight(
     min_trade_fraction: float = 1e-6,
     risk_fn: RiskFn | None = None,
     risk_lookback: int = 20,
+    close_at_end: bool = False,
 ) -> EqualWeightResult:
     """Backtest one target series per symbol, each sleeve with an equal share of cash.
 
@@ -127,7 +144,7 @@ def backtest_equal_weight(
         backtest_positions(market, targets, start_bar=start, costs=costs,
                            initial_cash=sleeve_cash, fill=fill,
                            min_trade_fraction=min_trade_fraction, risk_fn=risk_fn,
-                           risk_lookback=risk_lookback)
+                           risk_lookback=risk_lookback, close_at_end=close_at_end)
         for market, targets, start in zip(markets, series, starts, strict=True))
 
     timestamps = None

@@ -108,6 +108,12 @@ class MarketArrays:
         with :func:`rolling_sigma` (NaN where too few returns; an environment
         starts after its leading NaNs).
     timestamps: optional datetime64[ns] (N,), strictly increasing.
+    history_bars: leading bars (0 <= history_bars < N) that come before the
+        span to be traded: known at the span's first decision, so the
+        observation window and the risk layer's return history may use them,
+        but never traded. An environment's first decision is then at bar
+        ``history_bars - 1`` at the earliest (it fills at bar ``history_bars``,
+        the span's first). 0 (default): every bar may be traded.
 
     All arrays are copied, made C-contiguous and read-only, so one instance can
     be shared by many environments. ``log_returns`` is derived.
@@ -125,6 +131,7 @@ class MarketArrays:
     prediction_names: tuple[str, ...] = DEFAULT_PREDICTION_COLUMNS
     sigma: np.ndarray | None = None
     timestamps: np.ndarray | None = None
+    history_bars: int = 0
 
     def __post_init__(self) -> None:
         put = object.__setattr__
@@ -192,6 +199,12 @@ class MarketArrays:
             if np.any(stamps[1:] <= stamps[:-1]):
                 raise ValueError("timestamps must be strictly increasing")
             put(self, "timestamps", stamps)
+
+        if isinstance(self.history_bars, bool) or int(self.history_bars) != self.history_bars \
+                or not 0 <= self.history_bars < n:
+            raise ValueError(f"history_bars must be an integer in [0, {n}), got "
+                             f"{self.history_bars}")
+        put(self, "history_bars", int(self.history_bars))
 
         returns = log_returns(prices["close"])
         returns.setflags(write=False)

@@ -92,10 +92,15 @@ class TradingEpisode(gym.Env, abc.ABC):
         risk_lookback: int,
         end_of_data: Literal["terminate", "truncate"],
         copy_obs: bool,
+        close_at_end: bool = False,
+        history_bars: int = 0,
     ) -> None:
         """Check and store the shared settings and fix the span (ValueError on bad
         input). n_bars: bars in the market data; first_sigma_bar: the first bar
-        whose past-only sigma is defined. The other arguments are the
+        whose past-only sigma is defined; history_bars: leading bars of the
+        market that are history only (:attr:`MarketArrays.history_bars`: the
+        first decision is at bar ``history_bars - 1`` at the earliest, so the
+        first fill is at the span's first bar). The other arguments are the
         environments' own, documented there."""
         if fill not in ("next_open", "next_close"):
             raise ValueError(f"fill must be 'next_open' or 'next_close', got {fill!r}")
@@ -132,9 +137,10 @@ class TradingEpisode(gym.Env, abc.ABC):
         self.risk_lookback = int(risk_lookback)
         self.end_of_data = end_of_data
         self.copy_obs = copy_obs
+        self.close_at_end = bool(close_at_end)
 
         # Decision bars t: first_bar <= t <= last_bar - 1; last_bar is the last fill bar.
-        self.first_bar = max(start_bar, self.window - 1, first_sigma_bar)
+        self.first_bar = max(start_bar, self.window - 1, first_sigma_bar, history_bars - 1)
         self.last_bar = end_bar - 1
         self.last_start_bar = self.last_bar - self.min_episode_steps
         if self.last_start_bar < self.first_bar:

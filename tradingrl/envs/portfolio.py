@@ -24,11 +24,17 @@ w_i >= 0 when long-only.
 Timing. At decision bar t the agent has seen bars <= t only. The (risk-checked)
 target of symbol i is sized in shares from what is known at t,
 ``w_i * equity_t / close_t[i]``; the order (target minus held shares) is
-capped at ``participation_limit`` of bar t+1's volume, filled at bar t+1's open
-(``fill="next_open"``) or close (``"next_close"``) after the costs of
-:mod:`tradingrl.envs.costs` (commission, half spread, square-root impact with
-the past-only ``sigma[t]`` of the symbol and bar t+1's volume), and the book
-is marked to market at bar t+1's close. Buys and sells settle in one cash
+capped at ``participation_limit`` of the symbol's volume known at t (the mean
+volume of the ``costs.volume_window`` bars up to t,
+:func:`tradingrl.envs.costs.decision_volume`; nothing fills on a fill bar
+without volume), filled at bar t+1's open (``fill="next_open"``) or close
+(``"next_close"``) after the costs of :mod:`tradingrl.envs.costs`
+(commission, half spread, square-root impact with the past-only ``sigma[t]``
+of the symbol and the same known volume), and the book is marked to market
+at bar t+1's close. What the cap leaves unfilled is dropped and recorded
+(``info["unfilled_shares"]``, ``info["unfilled_notional"]``, per symbol).
+With ``close_at_end`` the step that fills at the span's last bar targets
+all cash, uncapped, as in the single-asset environment. Buys and sells settle in one cash
 account; cash earns nothing, shorts pay no borrow fee, shares are fractional.
 A symbol whose |target - weight_t| is at most ``min_trade_fraction`` sends no
 order and costs nothing. Because sizing uses close_t, a fill at a different
@@ -77,7 +83,7 @@ import gymnasium as gym
 import numpy as np
 
 from tradingrl.envs.arrays import MarketArrays
-from tradingrl.envs.costs import ExecutionCosts
+from tradingrl.envs.costs import ExecutionCosts, decision_volume
 from tradingrl.envs.decision import observation_inputs
 from tradingrl.envs.episode import TradingEpisode
 from tradingrl.envs.panel import stack_markets
@@ -104,7 +110,8 @@ class PortfolioTradingEnv(TradingEpisode):
     [start_bar, end_bar); a decision bar t has t + 1 < end_bar), max_steps,
     random_start / min_episode_steps (``reset(options={"start_bar": t})``
     forces a start), min_trade_fraction (per symbol, of equity), obs_clip,
-    risk_lookback (bars of returns in the risk context), end_of_data, copy_obs.
+    risk_lookback (bars of returns in the risk context), end_of_data,
+    close_at_end, copy_obs.
     risk_fn: ``(requested_weights (N,), PortfolioRiskContext) -> weights (N,)``,
         called once per step at bar t; None = no risk function. Its output must
         keep the environment's limits (ValueError otherwise, beyond 1e-9
@@ -134,6 +141,7 @@ class PortfolioTradingEnv(TradingEpisode):
         risk_fn: PortfolioRiskFn | None = None,
         risk_lookback: int = 20,
         end_of_data: Literal["terminate", "truncate"] = "terminate",
+        close_at_end: bool = False,
         copy_obs: bool = True,
     ) -> None:
         super().__init__()
@@ -147,7 +155,9 @@ class PortfolioTradingEnv(TradingEpisode):
             risk_lambda=risk_lambda, dsr_eta=dsr_eta, start_bar=start_bar, end_bar=end_bar,
             max_steps=max_steps, random_start=random_start, min_episode_steps=min_episode_steps,
             min_trade_fraction=min_trade_fraction, risk_lookback=risk_lookback,
-            end_of_data=end_of_data, copy_obs=copy_obs)
+            end_of_data=end_of_data, close_at_end=close_at_end, copy_obs=copy_obs,
+            # The markets share their timestamps: the longest history ends the others' too.
+            history_bars=max(m.history_bars for m in markets))
         if not (max_gross_leverage > 0 and math.isfinite(max_gross_leverage)):
             raise ValueError(f"max_gross_leverage must be finite and > 0, got {max_gross_leverage}")
         if not allow_short and max_gross_leverage > 1.0:
@@ -167,12 +177,17 @@ class PortfolioTradingEnv(TradingEpisode):
         self._close = panel.close
         self._fill_price = panel.open if fill == "next_open" else panel.close
         volume = panel.volume
-        has_volume = volume > 0.0
-        # Nothing fills on a bar without volume (and inf * 0 would be NaN); the
-        # impact's q / V then divides 0 shares by 1.
-        self._cap = np.where(has_volume, self._participation * volume, 0.0)
-        self._neg_cap = -self._cap
-        self._impact_volume = np.where(has_volume, volume, 1.0)
+        # (T, N): the volume known at each decision bar t, per symbol.
+        known = np.column_stack([decision_volume(volume[:, i], self.costs.volume_window)
+                                 for i in range(panel.n_symbols)])
+        # Row t holds the cap of the fill at t + 1: nothing fills on a fill bar
+        # without volume or with no volume known at t (and inf * 0 would be NaN);
+        # the impact's q / V then divides 0 shares by 1.
+        fills = np.zeros_like(volume, dtype=bool)
+        fills[:-1] = (volume[1:] > 0.0) & (known[:-1] > 0.0)
+        self._cap = np.where(fills, self._participation * known, 0.0)
+        self._open_cap = np.where(fills, np.inf, 0.0)  # the closing fill: uncapped
+        self._impact_volume = np.where(fills, known, 1.0)
         self._sigma = np.nan_to_num(panel.sigma, nan=0.0)
         self._log_returns = panel.log_returns
 
@@ -282,6 +297,9 @@ class PortfolioTradingEnv(TradingEpisode):
                   else self._allowed_weights(requested, t))
 
         f = t + 1
+        closing = self.close_at_end and f == self.last_bar
+        if closing:
+            target = np.zeros(self.n_symbols)
         close_t = self._close[t]
         equity = self._equity
         shares = self._shares
@@ -290,17 +308,18 @@ class PortfolioTradingEnv(TradingEpisode):
         abs_order = np.abs(order)
         active = abs_order * close_t > self.min_trade_fraction * equity
         # Branch-free over symbols: an inactive symbol trades 0 shares at 0 cost.
-        cap = self._cap[f]
-        traded = np.minimum(np.maximum(order, self._neg_cap[f]), cap)
+        cap = self._open_cap[t] if closing else self._cap[t]
+        traded = np.minimum(np.maximum(order, -cap), cap)
         traded *= active
         capped = active & (abs_order > cap)
+        unfilled = (order - traded) * capped
         size = np.abs(traded)
         notional = size * price
         notional_total = sum(notional.tolist())
         commission_total = notional_total * self._commission_rate
         spread_total = notional_total * self._half_spread_rate
         impact_total = self._impact_coef * float(
-            (notional * self._sigma[t]) @ np.sqrt(size / self._impact_volume[f]))
+            (notional * self._sigma[t]) @ np.sqrt(size / self._impact_volume[t]))
         cash = self._cash - (float(traded @ price) + commission_total + spread_total
                              + impact_total)
         new_shares = shares + traded
@@ -317,6 +336,8 @@ class PortfolioTradingEnv(TradingEpisode):
             "order_shares": order,
             "traded_shares": traded,
             "capped": capped,
+            "unfilled_shares": unfilled,
+            "unfilled_notional": np.abs(unfilled) * price,
             "commission": commission_total,
             "spread_cost": spread_total,
             "impact_cost": impact_total,

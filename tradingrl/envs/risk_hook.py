@@ -35,7 +35,8 @@ class RiskContext(TypedDict):
     position: current position, signed fraction of equity at the close of t.
     returns: read-only view of the asset's last ``risk_lookback`` log
         close-to-close returns ending at t (oldest first; fewer near the start
-        of the data, the first bar's is NaN).
+        of the data, the first bar's is NaN; the market's history bars count,
+        so a span's first decision sees the returns before the span).
     sigma: the asset's past-only per-bar volatility at t (fraction).
     confidence: the trend model's confidence at t (NaN without that column).
     expected_return: the trend model's expected forward log return at t (NaN
@@ -73,7 +74,11 @@ def risk_layer_hook(limits: Any, *, forecast_horizon_bars: int = 1) -> RiskFn:
     expects; the trend model's expected return covers ``forecast_horizon_bars``
     bars and is divided down to one bar for the Kelly cap. Give the env a
     ``risk_lookback`` above ``limits.min_history``: the oldest return in the
-    window can be NaN, and too little history makes the layer go flat.
+    window can be NaN, and too little history makes the layer go flat
+    (``insufficient_history``). A span's market carries the bars before the
+    span as history (:attr:`~tradingrl.envs.arrays.MarketArrays.history_bars`,
+    :func:`tradingrl.agents.data.history_lookback`), so the first decisions of
+    an evaluation block or a validation span have the full window.
     """
     from tradingrl.risk import RiskState, apply_risk
 

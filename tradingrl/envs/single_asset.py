@@ -6,8 +6,19 @@ only. Its action is a target position, a signed fraction of equity in [-1, 1]
 known at t, ``target * equity_t / close_t``, capped by the volume limit, filled
 at bar t+1's open (``fill="next_open"``) or close (``"next_close"``) after
 costs (see :mod:`tradingrl.envs.costs`; the impact's sigma is the past-only
-``sigma[t]``, the volume cap and impact use bar t+1's volume, the volume the
-fill trades into), and the account is marked to market at bar t+1's close.
+``sigma[t]``, the volume cap and impact use the volume known at t, the mean
+volume of the ``costs.volume_window`` bars up to t, and nothing fills on a
+fill bar without volume), and the account is marked to market at bar t+1's
+close. What the cap leaves unfilled is dropped (the next decision
+re-targets) and recorded: ``info["unfilled_shares"]`` (signed) and
+``info["unfilled_notional"]`` (at the fill price); ``info["capped"]`` says
+whether the cap cut the order.
+
+Closing at the end (``close_at_end=True``, what every evaluation book uses):
+the step whose fill bar is the span's last bar targets flat whatever the
+agent and the risk layer asked, and that fill is not cut by the volume cap
+(it pays the full square-root impact of its size), so a book ends flat,
+having paid the cost of its exit with the same cost model.
 The step's reward is
 
     log_return = log(equity_{t+1} / equity_t)            (after costs)
@@ -56,7 +67,7 @@ import gymnasium as gym
 import numpy as np
 
 from tradingrl.envs.arrays import MarketArrays
-from tradingrl.envs.costs import ExecutionCosts
+from tradingrl.envs.costs import ExecutionCosts, decision_volume
 from tradingrl.envs.decision import (
     allowed_target,
     observation_inputs,
@@ -94,6 +105,8 @@ class SingleAssetTradingEnv(TradingEpisode):
     risk_fn: ``(proposed_target, RiskContext) -> allowed_target``; None = no-op.
     risk_lookback: returns in the risk context's window (bars).
     end_of_data: whether reaching the span's end is "terminate" or "truncate".
+    close_at_end: the step that fills at the span's last bar targets flat,
+        uncapped (module docstring); False (default) leaves it to the agent.
     copy_obs: return a fresh observation array (True) or the environment's
         own buffer, overwritten by the next step (False; fine for SB3's VecEnvs,
         which copy it).
@@ -120,6 +133,7 @@ class SingleAssetTradingEnv(TradingEpisode):
         risk_fn: RiskFn | None = None,
         risk_lookback: int = 20,
         end_of_data: Literal["terminate", "truncate"] = "terminate",
+        close_at_end: bool = False,
         copy_obs: bool = True,
     ) -> None:
         super().__init__()
@@ -131,14 +145,16 @@ class SingleAssetTradingEnv(TradingEpisode):
             risk_lambda=risk_lambda, dsr_eta=dsr_eta, start_bar=start_bar, end_bar=end_bar,
             max_steps=max_steps, random_start=random_start, min_episode_steps=min_episode_steps,
             min_trade_fraction=min_trade_fraction, risk_lookback=risk_lookback,
-            end_of_data=end_of_data, copy_obs=copy_obs)
+            end_of_data=end_of_data, close_at_end=close_at_end, copy_obs=copy_obs,
+            history_bars=market.history_bars)
         self.market = market
         self.risk_fn = None if risk_fn is no_risk_limit else risk_fn
 
         # Per-bar scalars as Python lists: indexing them is several times faster than numpy.
         self._close = market.close.tolist()
         self._fill_price = (market.open if fill == "next_open" else market.close).tolist()
-        self._volume = market.volume.tolist()
+        self._volume = market.volume.tolist()  # the fill bar's own: only "did it trade at all"
+        self._known_volume = decision_volume(market.volume, self.costs.volume_window).tolist()
         self._sigma = np.nan_to_num(market.sigma, nan=0.0).tolist()
         n_feat = market.n_features
         features, self._preds = observation_inputs(market.features, market.predictions, obs_clip)
@@ -167,24 +183,32 @@ class SingleAssetTradingEnv(TradingEpisode):
             target = allowed_target(self.risk_fn, requested, self._risk_context(t))
 
         f = t + 1
+        closing = self.close_at_end and f == self.last_bar
+        if closing:
+            target = 0.0
         price = self._fill_price[f]
         order = target * equity / close_t - shares
-        traded = commission = spread = impact = 0.0
+        traded = unfilled = commission = spread = impact = 0.0
         capped = False
         if abs(order) * close_t > self.min_trade_fraction * equity:
-            volume = self._volume[f]
-            # Nothing fills on a bar without volume (and inf * 0 would be NaN).
-            cap = self._participation * volume if volume > 0.0 else 0.0
+            known = self._known_volume[t]
+            # Nothing fills on a bar without volume (a halt) or with no volume
+            # known at t (and inf * 0 would be NaN); the closing fill is uncapped.
+            if self._volume[f] > 0.0 and known > 0.0:
+                cap = math.inf if closing else self._participation * known
+            else:
+                cap = 0.0
             traded = order
             if abs(order) > cap:
                 traded = cap if order > 0.0 else -cap
                 capped = True
+                unfilled = order - traded
             if traded != 0.0:
                 size = abs(traded)
                 notional = size * price
                 commission = notional * self._commission_rate
                 spread = notional * self._half_spread_rate
-                impact = notional * self._impact_coef * self._sigma[t] * math.sqrt(size / volume)
+                impact = notional * self._impact_coef * self._sigma[t] * math.sqrt(size / known)
                 cash -= traded * price + commission + spread + impact
                 new_shares = shares + traded
                 if shares == 0.0 or (shares > 0.0) != (new_shares > 0.0):
@@ -205,6 +229,8 @@ class SingleAssetTradingEnv(TradingEpisode):
             "traded_shares": traded,
             "order_shares": order,
             "capped": capped,
+            "unfilled_shares": unfilled,
+            "unfilled_notional": abs(unfilled) * price,
             "commission": commission,
             "spread_cost": spread,
             "impact_cost": impact,

@@ -3,17 +3,33 @@
 Book: each symbol gets an equal share of capital and is traded on its own;
 the book's equity is the sum (:func:`equal_weight_book`).
 
+Block end: a book of an evaluation block ends flat. :func:`block_env` is the
+one place that says so: it turns on the environment's ``close_at_end`` (and
+the backtester's, through :func:`backtest_sleeve`), so the step that fills at
+the block's last bar targets flat for the policy and every baseline alike,
+uncapped, and pays that exit's commission, spread and square-root impact
+with the same cost model; no position is carried out of a block unpaid.
+
+Fill record: every book counts the fills the volume cap cut (``capped``) and
+the notional it left unfilled (dropped; the next decision re-targets), and
+:func:`summarise` reports ``n_capped_fills`` and ``unfilled_fraction``, the
+unfilled share of the requested notional.
+
 Baselines (targets decided at bar t from bars <= t only):
 - ``buy_and_hold``: target 1; ``flat``: target 0;
 - ``sma_crossover``: 1 when the fast simple moving average of closes is
   above the slow one, else 0 (or -1 with ``sma_short``);
 - ``supervised``: p_up - p_down of the CNN+LSTM at t, 0 when its confidence
   is below ``supervised_min_confidence``;
-- ``random``: uniform in [-1, 1], seeded.
+- ``random``: uniform in [-1, 1], seeded: each (fold, symbol) draws from its
+  own generator (:func:`random_targets`), derived from ``random_seed`` with
+  numpy's SeedSequence and spawn key (fold, a stable hash of the symbol), so
+  the draws differ across symbols and folds and the run stays reproducible.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -24,7 +40,7 @@ import pandas as pd
 
 from tradingrl.backtest import backtest_positions
 from tradingrl.envs.arrays import MarketArrays
-from tradingrl.evaluation.performance import performance_summary
+from tradingrl.evaluation.performance import fill_record_summary, performance_summary
 
 BASELINE_NAMES: tuple[str, ...] = ("buy_and_hold", "flat", "sma_crossover", "supervised", "random")
 
@@ -56,6 +72,10 @@ class BookSeries:
     exposure: gross position (sum of |position| x equity / sum of equity).
     turnover: traded notional / book equity before the step.
     cost: costs paid / book equity before the step.
+    capped: fills the volume cap cut at the step (sleeves), NaN where the
+        sleeves' fill record is not known.
+    unfilled: notional the cap left unfilled / book equity before the step
+        (NaN where not known).
     """
 
     timestamps: np.ndarray
@@ -64,6 +84,8 @@ class BookSeries:
     exposure: np.ndarray
     turnover: np.ndarray
     cost: np.ndarray
+    capped: np.ndarray
+    unfilled: np.ndarray
 
     def frame(self, series: str, fold: int) -> pd.DataFrame:
         """Long-format rows for the report: ``position`` is the gross exposure,
@@ -104,28 +126,63 @@ def supervised_targets(market: MarketArrays, first_decision: int, n_steps: int,
     return np.clip(target, -1.0, 1.0)
 
 
+def symbol_key(symbol: str) -> int:
+    """A stable 64-bit key of ``symbol`` (BLAKE2b of its UTF-8 bytes): the same
+    in every process, unlike Python's salted ``hash()``."""
+    digest = hashlib.blake2b(str(symbol).encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "little")
+
+
+def random_generator(seed: int, fold: int, symbol: str) -> np.random.Generator:
+    """The ``random`` baseline's generator for one (fold, symbol): a
+    SeedSequence of ``seed`` with spawn key ``(fold, symbol_key(symbol))``."""
+    if fold < 0:
+        raise ValueError(f"fold must be >= 0, got {fold}")
+    sequence = np.random.SeedSequence(int(seed), spawn_key=(int(fold), symbol_key(symbol)))
+    return np.random.default_rng(sequence)
+
+
+def random_targets(seed: int, fold: int, symbol: str, n_steps: int) -> np.ndarray:
+    """The ``random`` baseline's ``n_steps`` targets, uniform in [-1, 1], for
+    ``symbol`` in ``fold`` (:func:`random_generator`)."""
+    return random_generator(seed, fold, symbol).uniform(-1.0, 1.0, n_steps)
+
+
 def baseline_targets(market: MarketArrays, first_decision: int, n_steps: int,
-                     sma: np.ndarray, settings: BaselineSettings) -> dict[str, np.ndarray]:
+                     sma: np.ndarray, settings: BaselineSettings,
+                     *, fold: int = 0) -> dict[str, np.ndarray]:
     """Target series (one per baseline, ``n_steps`` long) decided at bars
     ``first_decision .. first_decision + n_steps - 1`` of ``market``; ``sma`` is
     the SMA crossover target aligned with the market's bars (computed on the
-    symbol's whole close history, past-only)."""
+    symbol's whole close history, past-only); ``fold``: the walk-forward
+    fold's index, which with the symbol picks the random baseline's draws."""
     bars = np.arange(first_decision, first_decision + n_steps)
     out = {"buy_and_hold": np.ones(n_steps), "flat": np.zeros(n_steps),
            "sma_crossover": np.asarray(sma, dtype=np.float64)[bars]}
     supervised = supervised_targets(market, first_decision, n_steps, settings)
     if supervised is not None:
         out["supervised"] = supervised
-    rng = np.random.default_rng(settings.random_seed)
-    out["random"] = rng.uniform(-1.0, 1.0, n_steps)
+    out["random"] = random_targets(settings.random_seed, fold, market.symbol, n_steps)
     return out
+
+
+BOOK_FIELDS: tuple[str, ...] = ("timestamps", "log_return", "position", "exposure", "turnover",
+                                "cost", "capped", "unfilled")
+
+
+def block_env(env_kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """The env's keyword arguments for trading an evaluation block: ``env_kwargs``
+    with ``close_at_end=True`` (the module docstring's block-end rule), for the
+    policy's rollouts and, through :func:`backtest_sleeve`, every baseline."""
+    return {**env_kwargs, "close_at_end": True}
 
 
 def equal_weight_book(steps: Sequence[Mapping[str, np.ndarray]],
                       timestamps: Sequence[np.ndarray]) -> BookSeries:
     """Combine per-symbol step records (keys equity, equity_before, position,
-    cost, turnover; every sleeve starting with the same cash) into one book.
-    All sleeves must fill at the same timestamps."""
+    cost, turnover, and the fill record capped, unfilled (NaN: unknown);
+    every sleeve starting with the same cash) into one book. All sleeves must
+    fill at the same timestamps."""
     if not steps:
         raise ValueError("no sleeves to combine")
     first = np.asarray(timestamps[0])
@@ -144,29 +201,37 @@ def equal_weight_book(steps: Sequence[Mapping[str, np.ndarray]],
         position=net, exposure=gross,
         turnover=np.sum([s["turnover"] * s["equity_before"] for s in steps], axis=0) / before,
         cost=np.sum([s["cost"] for s in steps], axis=0) / before,
+        capped=np.sum([s["capped"] for s in steps], axis=0),
+        unfilled=np.sum([s["unfilled"] for s in steps], axis=0) / before,
     )
 
 
 def rollout_steps(rollout: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """An env rollout (:func:`tradingrl.agents.training.rollout_policy`) as a
-    sleeve's per-step record for :func:`equal_weight_book`."""
+    sleeve's per-step record for :func:`equal_weight_book`, its fill record
+    (``capped``, ``unfilled_notional``) included."""
     before = rollout["equity_before"]
     return {"equity": rollout["equity"], "equity_before": before,
             "position": rollout["position"], "cost": rollout["cost"],
-            "turnover": np.abs(rollout["traded_shares"]) * rollout["fill_price"] / before}
+            "turnover": np.abs(rollout["traded_shares"]) * rollout["fill_price"] / before,
+            "capped": np.asarray(rollout["capped"], dtype=np.float64),
+            "unfilled": np.asarray(rollout["unfilled_notional"], dtype=np.float64)}
 
 
 def _backtest_steps(result: Any) -> dict[str, np.ndarray]:
     return {"equity": np.asarray(result.equity), "equity_before": np.asarray(result.equity_before),
             "position": np.asarray(result.positions), "cost": np.asarray(result.costs),
-            "turnover": np.asarray(result.turnover)}
+            "turnover": np.asarray(result.turnover),
+            "capped": np.asarray(result.capped, dtype=np.float64),
+            "unfilled": np.asarray(result.unfilled_notional)}
 
 
 def backtest_sleeve(market: MarketArrays, targets: np.ndarray, first_decision: int,
                     env: Mapping[str, Any]) -> dict[str, np.ndarray]:
     """Trade ``targets`` (decided from bar ``first_decision`` on) on one symbol
     through :func:`~tradingrl.backtest.backtest_positions` with the env's
-    costs, cash, fill, minimum trade and risk layer (``env``: the env's keyword
+    costs, cash, fill, minimum trade, risk layer and block-end rule
+    (``close_at_end``, see :func:`block_env`) (``env``: the env's keyword
     arguments; missing keys take the env's defaults). Returns the sleeve's
     per-step record for :func:`equal_weight_book`."""
     result = backtest_positions(
@@ -174,7 +239,8 @@ def backtest_sleeve(market: MarketArrays, targets: np.ndarray, first_decision: i
         initial_cash=env.get("initial_cash", 1_000_000.0),
         fill=env.get("fill", "next_open"),
         min_trade_fraction=env.get("min_trade_fraction", 1e-6),
-        risk_fn=env.get("risk_fn"), risk_lookback=env.get("risk_lookback", 20))
+        risk_fn=env.get("risk_fn"), risk_lookback=env.get("risk_lookback", 20),
+        close_at_end=env.get("close_at_end", False))
     return _backtest_steps(result)
 
 
@@ -201,18 +267,21 @@ def supervised_book(markets: Sequence[MarketArrays], first_decisions: Sequence[i
 
 def concatenate(books: Sequence[BookSeries]) -> BookSeries:
     """Consecutive folds' books, in order, as one series."""
-    return BookSeries(*(np.concatenate([getattr(b, f) for b in books]) for f in
-                        ("timestamps", "log_return", "position", "exposure", "turnover", "cost")))
+    return BookSeries(*(np.concatenate([getattr(b, f) for b in books]) for f in BOOK_FIELDS))
 
 
 def summarise(book: BookSeries, *, bars_per_year: int = 252) -> dict[str, float | None]:
     """:func:`~tradingrl.evaluation.performance.performance_summary` of a book
-    (equity0 = 1; costs as fractions of the initial book), NaN -> None."""
+    (equity0 = 1; costs as fractions of the initial book) with its fill record
+    (:func:`~tradingrl.evaluation.performance.fill_record_summary`:
+    n_capped_fills, unfilled_fraction), NaN -> None."""
     equity_before = np.exp(np.concatenate(([0.0], np.cumsum(book.log_return)[:-1])))
     stats = performance_summary(book.log_return, positions=book.position,
                                 turnover=book.turnover, costs=book.cost * equity_before,
                                 equity0=1.0, bars_per_year=bars_per_year)
     stats["exposure"] = float(np.mean(book.exposure))
+    stats.update(fill_record_summary(book.capped, book.turnover * equity_before,
+                                     book.unfilled * equity_before))
     return json_safe(stats)
 
 

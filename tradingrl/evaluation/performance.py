@@ -282,3 +282,27 @@ def performance_summary(
         out["costs_fraction_of_initial_equity"] = float(paid.sum()) / equity0
         out["cost_drag"] = float(np.sum(paid / equity_before))
     return out
+
+
+def fill_record_summary(capped: Any, traded_notional: Any,
+                        unfilled_notional: Any) -> dict[str, float]:
+    """What the volume cap did to a stream of fills.
+
+    capped: (n,) fills the cap cut at each bar (a count, or bool per fill).
+    traded_notional / unfilled_notional: (n,) notional filled / left unfilled
+        at each bar, in one currency.
+
+    Keys: n_capped_fills (sum of ``capped``); unfilled_fraction: unfilled
+    share of the requested notional, ``sum(unfilled) / sum(traded +
+    unfilled)``. NaN where nothing was requested, or where the record is
+    unknown (NaN entries).
+    """
+    capped = np.asarray(capped, dtype=np.float64)
+    traded = np.asarray(traded_notional, dtype=np.float64)
+    unfilled = np.asarray(unfilled_notional, dtype=np.float64)
+    requested = float(np.sum(traded) + np.sum(unfilled))
+    return {
+        "n_capped_fills": float(np.sum(capped)),
+        "unfilled_fraction": (float(np.sum(unfilled)) / requested
+                              if requested > 0.0 else math.nan),
+    }

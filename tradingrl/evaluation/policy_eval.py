@@ -14,10 +14,17 @@ walk-forward plan, :mod:`tradingrl.splits.walk_forward`):
    ``train_agent`` stage); the seed with the best validation score is the
    fold's policy, chosen before the test block is touched.
 3. Test: every symbol's test block is traded from the bar before the block
-   (whose decision fills at the block's first bar) to its end, by the policy
+   (whose decision fills at the block's first bar) to its end; the bars
+   before the block are its history (:func:`tradingrl.agents.data.history_lookback`
+   of them: the observation window, the risk layer's returns, the known
+   volume), so its first decisions are made with the history the served
+   policy has on the same bars, never forced flat for want of it; by the policy
    in the environment and by the baselines through the backtester, with the
    same costs and risk layer. The fold's CNN+LSTM predictions in the test
-   block are the out-of-fold ones of that block.
+   block are the out-of-fold ones of that block. Every book ends flat at the
+   block's last bar and pays that exit with the same cost model
+   (:func:`tradingrl.evaluation.books.block_env`), and records its capped
+   fills and unfilled notional.
 
 Books and baselines: :mod:`tradingrl.evaluation.books`.
 """
@@ -38,6 +45,7 @@ from tradingrl.evaluation.books import (
     BookSeries,
     backtest_sleeve,
     baseline_targets,
+    block_env,
     equal_weight_book,
     rollout_steps,
     sma_signal,
@@ -97,6 +105,13 @@ class FoldResult:
     baselines: dict[str, BookSeries]
 
 
+def first_decision_bar(market: Any, window: int) -> int:
+    """The environment's first decision bar on ``market`` with observation
+    ``window`` (:class:`~tradingrl.envs.episode.TradingEpisode`'s rule with
+    start_bar 0): the window full, sigma known, the history bars passed."""
+    return max(window - 1, market.first_sigma_bar, market.history_bars - 1)
+
+
 def evaluate_fold_job(table: pd.DataFrame, fold: Fold, config: FoldConfig,
                       torch_threads: int = 1) -> FoldResult:
     """:func:`evaluate_fold` as a piece of work for another process (a Dask
@@ -113,7 +128,12 @@ def evaluate_fold(table: pd.DataFrame, fold: Fold, config: FoldConfig) -> FoldRe
 
     table: the agent table (:func:`tradingrl.agents.data.build_agent_table`).
     """
-    from tradingrl.agents.data import agent_spans, fit_agent_scaler, span_markets
+    from tradingrl.agents.data import (
+        agent_spans,
+        fit_agent_scaler,
+        history_lookback,
+        span_markets,
+    )
     from tradingrl.agents.training import algorithm_classes, rollout_policy, train_seeds
 
     sessions = pd.DatetimeIndex(table["timestamp"].unique()).sort_values()
@@ -127,16 +147,17 @@ def evaluate_fold(table: pd.DataFrame, fold: Fold, config: FoldConfig) -> FoldRe
     spans = agent_spans(history, config.val_fraction)
     scaler = fit_agent_scaler(table, config.features, spans["train_start"], spans["train_end"])
     window = int(config.env_kwargs.get("window", 20))
+    lookback = history_lookback(config.env_kwargs)
     train = span_markets(table, scaler, config.prediction_names, start=spans["train_start"],
                          end=spans["train_end"], lookback=0)
     val = span_markets(table, scaler, config.prediction_names, start=spans["val_start"],
-                       end=spans["val_end"], lookback=window)
+                       end=spans["val_end"], lookback=lookback)
     test = span_markets(table, scaler, config.prediction_names, start=fold.test_start,
-                        end=fold.test_end, lookback=window)
+                        end=fold.test_end, lookback=lookback)
     results = train_seeds(train, val, config.settings, out_dir=Path(config.out_dir),
                           env_kwargs=config.env_kwargs)
 
-    env = dict(config.env_kwargs)
+    env = block_env(config.env_kwargs)
     stamps = []
     seed_books = []
     for agent in results.agents:
@@ -150,13 +171,13 @@ def evaluate_fold(table: pd.DataFrame, fold: Fold, config: FoldConfig) -> FoldRe
     chosen = int(np.argmax([a.best_val_mean_reward for a in results.agents]))
 
     # Baselines: the same decision bars as the env (its first decision bar is
-    # the last bar before the block when the market carries `window` bars before it).
+    # the last bar before the block: the market's history ends there).
     closes = {s: g["close"].to_numpy() for s, g in table.groupby("symbol", sort=False)}
     times = {s: g["timestamp"].to_numpy() for s, g in table.groupby("symbol", sort=False)}
     per_baseline: dict[str, list[dict[str, np.ndarray]]] = {n: [] for n in BASELINE_NAMES}
     base_stamps = []
     for market in test:
-        first = max(window - 1, market.first_sigma_bar)
+        first = first_decision_bar(market, window)
         n_steps = len(market) - 1 - first
         full = sma_signal(closes[market.symbol], config.baselines.sma_fast,
                           config.baselines.sma_slow, config.baselines.sma_short)
@@ -165,7 +186,8 @@ def evaluate_fold(table: pd.DataFrame, fold: Fold, config: FoldConfig) -> FoldRe
         index = where.get_indexer(pd.DatetimeIndex(market.timestamps))
         if (index < 0).any():
             raise ValueError(f"{market.symbol}: market bars missing from the table")
-        targets = baseline_targets(market, first, n_steps, full[index], config.baselines)
+        targets = baseline_targets(market, first, n_steps, full[index], config.baselines,
+                                   fold=fold.index)
         for name, series in targets.items():
             per_baseline[name].append(backtest_sleeve(market, series, first, env))
         base_stamps.append(market.timestamps[first + 1:first + 1 + n_steps])
