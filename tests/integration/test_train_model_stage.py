@@ -30,10 +30,14 @@ PARAMS = {
     "model": {"conv_channels": 8, "conv_kernel_size": 3, "conv_blocks": 1, "lstm_hidden": 8,
               "lstm_layers": 1, "dropout": 0.2, "lr": 0.003, "weight_decay": 0.0001,
               "return_loss_weight": 0.5},
-    "uncertainty": {"mc_samples": 5, "ensemble_size": 2, "temperature_scaling": True},
+    "uncertainty": {"mc_samples": 5, "ensemble_size": 2, "temperature_scaling": True,
+                    "min_calibration_windows": 20},  # a tiny market (default 200)
     "search": {"n_trials": 2, "max_epochs": 1, "timeout_s": 120},
     "baselines": {"logreg_max_rows": 5000},
 }
+# The search stays before the first out-of-fold block of this plan.
+WALK_FORWARD = {"initial_fraction": 0.4, "n_folds": 4, "mode": "expanding",
+                "train_timestamps": None, "embargo_timestamps": 0}
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +59,7 @@ def stage(tmp_path_factory):
         "reports_dir": root / "reports",
         "repo_root": root,
     }
-    result = main(PARAMS, repo_root=root)
+    result = main(PARAMS, repo_root=root, walk_forward=WALK_FORWARD)
     assert (root / "mlartifacts").is_dir()  # artifacts beside the store, not in the cwd
     yield root, paths, result, uri
     mp.undo()
@@ -122,7 +126,7 @@ def test_rerun_resumes_only_an_interrupted_run_and_a_finished_one_retrains(stage
     assert (root / "member-0" / "last.ckpt").is_file() and (root / FINISHED_FILE).is_file()
     # The stage finished: a rerun (what dvc repro -f asks for) searches and
     # trains anew, and the same inputs give the same numbers.
-    forced = main(PARAMS, repo_root=paths["repo_root"])
+    forced = main(PARAMS, repo_root=paths["repo_root"], walk_forward=WALK_FORWARD)
     assert trial_runs(forced) == 2
     assert forced["metrics"]["cnn_lstm"] == first["metrics"]["cnn_lstm"]
     assert int(forced["registered"]["version"]) == int(first["registered"]["version"]) + 1
@@ -131,7 +135,7 @@ def test_rerun_resumes_only_an_interrupted_run_and_a_finished_one_retrains(stage
     # the study's stored trials are not run again, training runs no further
     # epoch, and the same best weights are scored again.
     (root / FINISHED_FILE).unlink()
-    resumed = main(PARAMS, repo_root=paths["repo_root"])
+    resumed = main(PARAMS, repo_root=paths["repo_root"], walk_forward=WALK_FORWARD)
     assert (root / "member-0" / "fingerprint").read_text() == stamp
     assert trial_runs(resumed) == 0
     assert resumed["metrics"]["cnn_lstm_uncalibrated"] == forced["metrics"]["cnn_lstm_uncalibrated"]

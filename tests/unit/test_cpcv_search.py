@@ -340,12 +340,15 @@ def test_stage_logs_cpcv_trials_to_mlflow_and_the_report(market, tmp_path, monke
         "experiment": "test-cpcv-search", "seed": 3, "window": SETTINGS.window,
         "val_fraction": 0.25, "batch_size": 64, "max_epochs": 1, "patience": 1,
         "limit_train_batches": 4, "progress_bar": False, "model": SETTINGS.model,
-        "uncertainty": {"mc_samples": 2, "ensemble_size": 1, "temperature_scaling": True},
+        "uncertainty": {"mc_samples": 2, "ensemble_size": 1, "temperature_scaling": True,
+                        "min_calibration_windows": 20},  # a tiny market (default 200)
         "search": {"n_trials": 2, "max_epochs": 1, "timeout_s": 300, "cv": "cpcv",
                    "cpcv": {"n_groups": 4, "n_test_groups": 2, "embargo_bars": 5}},
         "baselines": {"logreg_max_rows": 5000},
     }
     report = main(params, repo_root=tmp_path,
+                  walk_forward={"initial_fraction": 0.5, "n_folds": 2, "mode": "expanding",
+                                "train_timestamps": None, "embargo_timestamps": 0},
                   costs={"commission_bps": 1.0, "spread_bps": 2.0, "impact_coef": 0.5,
                          "participation_limit": 0.1})
     written = json.loads((tmp_path / "reports" / "model_metrics.json").read_text())

@@ -65,3 +65,24 @@ def test_check_out_of_fold_refuses_predictions_outside_their_block(table):
         check_out_of_fold(predictions.assign(fold=0), folds)
     with pytest.raises(ValueError, match="more than once"):
         check_out_of_fold(pd.concat([predictions, predictions.iloc[:1]]), folds)
+
+
+def test_the_served_refit_is_the_fold_recipe_bit_for_bit_where_they_coincide(table):
+    """The final refit (fit_recipe on all the data it is given, nothing
+    purged) and the newest fold's model (the same recipe on the fold's
+    training span, labels purged at its block) are one procedure: given the
+    data the fold had, the refit predicts the block exactly as the fold did."""
+    from tradingrl.models.fit import fit_recipe
+    from tradingrl.models.oof import fit_fold_model
+    from tradingrl.splits.walk_forward import purge_labels
+
+    fold = walk_forward_folds(table["timestamp"], initial_fraction=0.5, n_folds=2)[-1]
+    fold_model, info = fit_fold_model(table, FEATURES, SETTINGS, fold)
+    known, _ = purge_labels(table.loc[fold.train_mask(table["timestamp"])], fold.test_start)
+    refit = fit_recipe(known, FEATURES, SETTINGS, purge_from=None)
+    assert refit.calibration == info["calibration"]
+    rows = fold.test_mask(table["timestamp"])
+    pd.testing.assert_frame_equal(refit.trend.predict(table, rows=rows),
+                                  fold_model.predict(table, rows=rows))
+    assert info["calibration"]["windows_calibration"] > 0
+    assert len(info["calibration"]["temperatures"]) == SETTINGS.ensemble_size

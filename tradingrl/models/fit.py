@@ -16,7 +16,7 @@ Everything arrives as arguments (paths included); nothing reads params.yaml.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,12 @@ from tradingrl.models.baselines import logistic_regression_baseline, prior_basel
 from tradingrl.models.cnn_lstm import CNNLSTM
 from tradingrl.models.data import IGNORE_INDEX, FeatureWindowDataModule, WindowDataset
 from tradingrl.models.metrics import classification_metrics
-from tradingrl.models.uncertainty import collect_logits, fit_temperature, predict_dataset
+from tradingrl.models.uncertainty import (
+    TEMPERATURE_BOUNDS,
+    collect_logits,
+    fit_temperature,
+    predict_dataset,
+)
 
 
 @dataclass(frozen=True)
@@ -44,6 +49,7 @@ class TrainSettings:
     mc_samples: int = 20
     ensemble_size: int = 1
     temperature_scaling: bool = True
+    min_calibration_windows: int = 1
     logreg_max_rows: int = 200_000
 
     @classmethod
@@ -64,8 +70,23 @@ class TrainSettings:
             mc_samples=uncertainty["mc_samples"],
             ensemble_size=uncertainty["ensemble_size"],
             temperature_scaling=uncertainty["temperature_scaling"],
+            min_calibration_windows=uncertainty["min_calibration_windows"],
             logreg_max_rows=baselines["logreg_max_rows"],
         )
+
+
+def recipe_record(settings: TrainSettings, search: dict[str, Any]) -> dict[str, Any]:
+    """The recipe as recipe.json holds it: every training setting (the
+    model kwargs as the search left them) and where the model kwargs came
+    from. :func:`settings_from_recipe` reads it back."""
+    return {"settings": asdict(settings),
+            "model_from": ("optuna search on the span before the first out-of-fold block"
+                           if search.get("n_trials") else "params.yaml train_model.model")}
+
+
+def settings_from_recipe(recipe: dict[str, Any]) -> TrainSettings:
+    """The :class:`TrainSettings` a recipe.json holds."""
+    return TrainSettings(**recipe["settings"])
 
 
 def build_datamodule(frame, feature_names, settings: TrainSettings) -> FeatureWindowDataModule:
@@ -234,3 +255,89 @@ def score_models(
         "prediction": pred,
         "y": y,
     }
+
+
+def calibration_report(scored: Mapping[str, Any], min_windows: int) -> dict[str, Any]:
+    """How the calibration of :func:`score_models` went: each member's
+    temperature, whether it stopped at a search bound (a failed calibration),
+    the calibration and scored window counts, and the ECE and log loss of
+    the calibrated prediction on the scored (held-out) windows. ValueError
+    when fewer than ``min_windows`` windows calibrate: a temperature fit on
+    a handful of bars is noise."""
+    if scored["windows_calibration"] < min_windows:
+        raise ValueError(
+            f"{scored['windows_calibration']} calibration windows, fewer than the "
+            f"{min_windows} train_model.uncertainty.min_calibration_windows asks for: "
+            "give the model more data or a larger val_fraction")
+    lo, hi = TEMPERATURE_BOUNDS
+    at_bound = [bool(t <= lo * 1.001 or t >= hi * 0.999) for t in scored["temperatures"]]
+    net = scored["metrics"]["cnn_lstm"]
+    return {"temperatures": [float(t) for t in scored["temperatures"]],
+            "at_bound": at_bound, "failed": any(at_bound),
+            "windows_calibration": int(scored["windows_calibration"]),
+            "windows_scored": int(scored["windows_scored"]),
+            "ece": net.get("ece"), "log_loss": net.get("log_loss"),
+            "mean_confidence": scored["mean_confidence_mc"]}
+
+
+@dataclass
+class FittedRecipe:
+    """What :func:`fit_recipe` produced: the ``trend`` model (members, scaler,
+    temperatures), its ``datamodule`` (split and windows), the members'
+    validation losses, :func:`score_models`' result and the calibration
+    report."""
+
+    trend: Any
+    datamodule: FeatureWindowDataModule
+    val_losses: list[float]
+    scored: dict[str, Any]
+    calibration: dict[str, Any]
+    labels_purged: int
+
+
+def fit_recipe(
+    frame,
+    feature_names,
+    settings: TrainSettings,
+    *,
+    purge_from: Any = None,
+    checkpoint_dir: Path | None = None,
+    member_logger: Any = None,
+    progress_bar: bool = False,
+) -> FittedRecipe:
+    """The one way a trend model is made, for a walk-forward fold and for the
+    served model alike: labels ending at or after ``purge_from`` are dropped
+    (a fold's test start; None for the final refit on all data); the scaler
+    is fit on the training part of the purged chronological split; every
+    ensemble member is fit with early stopping on the validation part
+    (seeds ``settings.seed + m``, checkpoints in ``checkpoint_dir/member-<m>``);
+    the temperatures are fit on the validation part's earlier half and the
+    prediction is scored on its later half (:func:`score_models`,
+    :func:`calibration_report`; fewer than ``settings.min_calibration_windows``
+    calibration windows is a ValueError)."""
+    from tradingrl.models.predict import TrendModel
+    from tradingrl.splits.walk_forward import purge_labels
+
+    n_purged = 0
+    if purge_from is not None:
+        frame, n_purged = purge_labels(frame, purge_from)
+    datamodule = build_datamodule(frame, feature_names, settings)
+    del frame
+    models, val_losses = [], []
+    for member in range(settings.ensemble_size):
+        member_dir = None if checkpoint_dir is None else Path(checkpoint_dir) / f"member-{member}"
+        if member_dir is not None:
+            member_dir.mkdir(parents=True, exist_ok=True)
+        model, val_loss, _ = fit_model(
+            datamodule, settings, seed=settings.seed + member, checkpoint_dir=member_dir,
+            logger=member_logger(member) if member_logger is not None else False,
+            progress_bar=progress_bar)
+        models.append(model)
+        val_losses.append(float(val_loss))
+    scored = score_models(models, datamodule, settings)
+    trend = TrendModel(models=models, scaler=datamodule.scaler, feature_names=list(feature_names),
+                       window=settings.window, temperatures=list(scored["temperatures"]),
+                       mc_samples=settings.mc_samples, seed=settings.seed)
+    return FittedRecipe(trend=trend, datamodule=datamodule, val_losses=val_losses, scored=scored,
+                        calibration=calibration_report(scored, settings.min_calibration_windows),
+                        labels_purged=int(n_purged))

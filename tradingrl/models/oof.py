@@ -7,9 +7,11 @@ much. So every prediction the agent (and the evaluation) sees is made by a
 model fitted strictly before the predicted block (walk-forward, see
 :mod:`tradingrl.splits.walk_forward`):
 
-- fold k's model is fitted on fold k's training span only: the scaler on its
-  training rows, early stopping and the temperature on the last
-  ``settings.val_fraction`` of that span;
+- fold k's model is fitted on fold k's training span only, with the recipe
+  the served model is refitted with (:func:`tradingrl.models.fit.fit_recipe`):
+  the scaler on its training rows, early stopping on the last
+  ``settings.val_fraction`` of that span, the temperature on that part's
+  earlier half and the calibration scored on its later half;
 - labels that end at or after the test block's first bar are purged before
   fitting (they were not known yet);
 - it predicts every bar of block k; each window reads only bars <= its end
@@ -30,12 +32,11 @@ import numpy as np
 import pandas as pd
 
 from tradingrl.models.data import classes_from_labels
-from tradingrl.models.fit import TrainSettings, build_datamodule, fit_model
+from tradingrl.models.fit import TrainSettings, fit_recipe
 from tradingrl.models.metrics import classification_metrics
 from tradingrl.models.predict import PREDICTION_COLUMNS, TrendModel
-from tradingrl.models.uncertainty import collect_logits, fit_temperature
 from tradingrl.resume import prepare_resumable
-from tradingrl.splits.walk_forward import Fold, purge_labels
+from tradingrl.splits.walk_forward import Fold
 from tradingrl.stage import write_json
 
 
@@ -47,44 +48,25 @@ def fit_fold_model(
     *,
     checkpoint_dir: Any = None,
 ) -> tuple[TrendModel, dict[str, Any]]:
-    """Fit ``settings.ensemble_size`` CNN+LSTM members on fold's training span
-    (purged against its test block) and calibrate their temperatures on that
-    span's validation part. Returns the model and a summary of the fit."""
+    """Fold ``fold``'s trend model: :func:`tradingrl.models.fit.fit_recipe` (the
+    recipe the served model is refitted with) on the fold's training span,
+    labels purged against its test block. Returns the model and a summary of
+    the fit, its calibration included."""
 
     train_rows = fold.train_mask(frame["timestamp"])
     if not train_rows.any():
         raise ValueError(f"fold {fold.index} has no training rows")
-    span, n_purged = purge_labels(frame.loc[train_rows], fold.test_start)
-    datamodule = build_datamodule(span, feature_names, settings)
-    del span
-    models, temperatures, val_losses = [], [], []
-    for member in range(settings.ensemble_size):
-        member_dir = None if checkpoint_dir is None else checkpoint_dir / f"member-{member}"
-        if member_dir is not None:
-            member_dir.mkdir(parents=True, exist_ok=True)
-        model, val_loss, _ = fit_model(datamodule, settings, seed=settings.seed + member,
-                                       checkpoint_dir=member_dir, progress_bar=False)
-        temperature = 1.0
-        # The same rule as TrendModel.predict: MC passes only when dropout is on.
-        mc = settings.mc_samples > 1 and model.hparams.dropout > 0
-        if settings.temperature_scaling:
-            temperature = fit_temperature(*collect_logits(
-                model, datamodule.val_dataset, mc_samples=settings.mc_samples if mc else 0,
-                seed=settings.seed))
-        models.append(model)
-        temperatures.append(float(temperature))
-        val_losses.append(float(val_loss))
-    trend = TrendModel(models=models, scaler=datamodule.scaler, feature_names=list(feature_names),
-                       window=settings.window, temperatures=temperatures,
-                       mc_samples=settings.mc_samples, seed=settings.seed)
+    fitted = fit_recipe(frame.loc[train_rows], feature_names, settings,
+                        purge_from=fold.test_start, checkpoint_dir=checkpoint_dir)
     info = {
         "fold": fold.to_dict(),
-        "labels_purged": n_purged,
-        "split": datamodule.split_info,
-        "val_loss": val_losses,
-        "temperatures": temperatures,
+        "labels_purged": fitted.labels_purged,
+        "split": fitted.datamodule.split_info,
+        "val_loss": fitted.val_losses,
+        "temperatures": fitted.calibration["temperatures"],
+        "calibration": fitted.calibration,
     }
-    return trend, info
+    return fitted.trend, info
 
 
 def predict_fold(

@@ -427,8 +427,14 @@ def temperature_nll(logits: np.ndarray, y: np.ndarray, temperature: float) -> fl
     return float(-log_mean.mean())
 
 
+# The temperature search's bounds. A temperature at one of them did not
+# calibrate: at the upper bound the logits are flattened towards uniform
+# probabilities (the model showed no skill on its calibration windows).
+TEMPERATURE_BOUNDS: tuple[float, float] = (0.05, 20.0)
+
+
 def fit_temperature(
-    logits: np.ndarray, y: np.ndarray, *, bounds: tuple[float, float] = (0.05, 20.0)
+    logits: np.ndarray, y: np.ndarray, *, bounds: tuple[float, float] = TEMPERATURE_BOUNDS
 ) -> float:
     """The scalar T > 0 minimising validation NLL of softmax(logits / T).
 
