@@ -54,6 +54,7 @@ def main(params: dict[str, Any] | None = None, agent_params: dict[str, Any] | No
     from tradingrl.evaluation.report import write_evaluation_report
     from tradingrl.evaluation.trials import trial_config, trial_family, trial_history, trial_tags
     from tradingrl.parallel import runner_from_env
+    from tradingrl.registry.provenance import evaluation_inputs
     from tradingrl.splits.walk_forward import Fold
     from tradingrl.tracking import provenance_tags, use_experiment
 
@@ -116,6 +117,9 @@ def main(params: dict[str, Any] | None = None, agent_params: dict[str, Any] | No
                 "risk_layer": bool(agent_params["risk"]["enabled"]),
                 "bars_per_year": bars_per_year,
                 "rolling_sharpe_window": int(params["rolling_sharpe_window"])})
+    # What the evaluated policy came from, for promote's provenance check
+    # (tradingrl/registry/provenance.py): these files' and train_agent's md5.
+    evaluation["inputs"] = evaluation_inputs(repo_root, agent_params)
 
     curves = curves_frame(results)
     (reports / "evaluation").mkdir(parents=True, exist_ok=True)

@@ -9,6 +9,16 @@ current champion, and on a pass move alias ``champion`` to it (last, after
 every tag is written). A refusal changes no alias; the challenger carries the
 reasons as tags.
 
+Before anything is built, the evaluation's provenance is checked: reports/
+metrics.json must have been produced from the inputs models/cnn_lstm and
+models/agent were trained on, and from the data this stage reads
+(:func:`tradingrl.registry.provenance.check_provenance`); a mismatch ends
+the stage with one line naming the file, and nothing is registered. The
+``beats_champion`` check compares the challenger's out-of-fold book
+(reports/evaluation/curves.parquet) with the current champion replayed on
+the same bars after its training end, with the challenger's costs and risk
+settings (:func:`tradingrl.monitoring.reference.champion_comparison`).
+
 This stage writes the decision to reports/promotion.json and
 reports/promotion.html (the evaluation report with the decision in it), both
 logged to the stage's MLflow run ``promote``.
@@ -37,9 +47,12 @@ def main(params: dict[str, Any] | None = None, features_params: dict[str, Any] |
     import mlflow
 
     from tradingrl.evaluation.report import write_evaluation_report
-    from tradingrl.monitoring.reference import build_reference_bundle
-    from tradingrl.registry.gate import GateThresholds
+    from tradingrl.monitoring.reference import build_reference_bundle, champion_comparison
+    from tradingrl.registry.bundle import REFERENCE_FILE
+    from tradingrl.registry.consistency import ConsistencyThresholds, prediction_consistency
+    from tradingrl.registry.gate import NOT_COMPARABLE, GateThresholds
     from tradingrl.registry.promotion import promote
+    from tradingrl.registry.provenance import FEATURES_FILE, VALIDATED_FILE, check_provenance
     from tradingrl.tracking import provenance_tags, use_experiment
 
     path = repo_root / "params.yaml"
@@ -50,26 +63,50 @@ def main(params: dict[str, Any] | None = None, features_params: dict[str, Any] |
                          else load_params("monitoring", path))
     reports = repo_root / "reports"
     evaluation = json.loads((reports / "metrics.json").read_text())
+    thresholds = GateThresholds.from_params(params)
+    data_files = {name: repo_root / name for name in (VALIDATED_FILE, FEATURES_FILE)}
+    agent_dir = repo_root / "models" / "agent"
+    # First, before anything is built: the evaluation judged these pieces' inputs.
+    check_provenance(evaluation, repo_root / "models" / "cnn_lstm", agent_dir, data_files,
+                     names={"config": "models/cnn_lstm/config.json",
+                            "env_config": "models/agent/env_config.json"})
 
-    bars = pd.read_parquet(repo_root / "data" / "validated" / "ohlcv.parquet")
+    bars = pd.read_parquet(data_files[VALIDATED_FILE])
+    features = pd.read_parquet(data_files[FEATURES_FILE])
     bundle = build_reference_bundle(
-        repo_root / "models" / "cnn_lstm", repo_root / "models" / "agent", features_params,
-        repo_root / "models" / "trading_policy", bars=bars,
-        features=pd.read_parquet(repo_root / "data" / "features" / "features.parquet"),
+        repo_root / "models" / "cnn_lstm", agent_dir, features_params,
+        repo_root / "models" / "trading_policy", bars=bars, features=features,
         sessions=int(monitoring_params["reference_sessions"]))
+    # The served trend model against the walk-forward's own predictions on the
+    # reference window's bars: the agent was trained and judged on the latter.
+    consistency = prediction_consistency(
+        pd.read_parquet(bundle / REFERENCE_FILE),
+        pd.read_parquet(repo_root / "data" / "predictions" / "oof.parquet"), features,
+        ConsistencyThresholds.from_params(params))
+    curves = pd.read_parquet(reports / "evaluation" / "curves.parquet")
+    config = evaluation.get("config", {})
+
+    def compare(champion: Any) -> Any:
+        return champion_comparison(
+            champion.bundle_dir, champion.version,
+            challenger_env_config=json.loads((agent_dir / "env_config.json").read_text()),
+            curves=curves, bars=bars, features=features, symbols=list(config["symbols"]),
+            min_bars=thresholds.min_comparable_bars,
+            bars_per_year=int(config.get("bars_per_year", 252)))
 
     use_experiment(repo_root, params["experiment"])
     tags = provenance_tags(repo_root, "data/predictions")
     with mlflow.start_run(run_name="promote", tags=tags):
-        result = promote(bundle, bars, evaluation=evaluation,
-                         thresholds=GateThresholds.from_params(params), tags=tags,
-                         decided_by=getpass.getuser())
+        result = promote(bundle, bars, evaluation=evaluation, thresholds=thresholds, tags=tags,
+                         decided_by=getpass.getuser(), data_files=data_files, compare=compare,
+                         consistency=consistency)
         record = result.record
         write_json(reports / "promotion.json", record)
         mlflow.log_artifact(str(reports / "promotion.json"))
-        config = evaluation.get("config", {})
-        write_evaluation_report({**evaluation, "promotion": record},
-                                pd.read_parquet(reports / "evaluation" / "curves.parquet"),
+        # The report marks a check that compared nothing "n/a", not "passed".
+        shown = {**record, "checks": [{**c, "passed": None} if c["status"] == NOT_COMPARABLE
+                                      else c for c in record["checks"]]}
+        write_evaluation_report({**evaluation, "promotion": shown}, curves,
                                 reports / "promotion.html",
                                 rolling_window=int(config.get("rolling_sharpe_window", 63)),
                                 bars_per_year=int(config.get("bars_per_year", 252)))

@@ -60,6 +60,7 @@ def main(params: dict[str, Any] | None = None, repo_root: Path = REPO_ROOT) -> d
         pd.read_parquet(oof_path), feature_names, prediction_names)
     prepare_resumable(runs_dir, fingerprint(params, file_md5(oof_path) + file_md5(features_path),
                                             code_hash("train_agent")))
+    oof_md5, features_md5 = file_md5(oof_path), file_md5(features_path)
 
     tags = provenance_tags(repo_root, "data/predictions")
     experiment_id = use_experiment(repo_root, params["experiment"])
@@ -86,6 +87,9 @@ def main(params: dict[str, Any] | None = None, repo_root: Path = REPO_ROOT) -> d
             "features": feature_names, "prediction_columns": prediction_names,
             "env": params["env"], "costs": params["costs"], "risk": params["risk"],
             "spans": spans, "chosen_seed": chosen.seed,
+            # What it was trained from, for promote's provenance check.
+            "inputs_md5": {"data/predictions/oof.parquet": oof_md5,
+                           "data/features/features.parquet": features_md5},
         }
         write_agent_dir(out_dir, trained, env_config)
         report = {

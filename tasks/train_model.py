@@ -32,7 +32,13 @@ from tradingrl.models.fit import TrainSettings
 from tradingrl.models.search import MlflowTrialLogger, SearchSettings, drop_study
 from tradingrl.params import flat_params, load_params
 from tradingrl.registry.champion import TREND_MODEL
-from tradingrl.resume import code_hash, fingerprint, finish_resumable, prepare_resumable
+from tradingrl.resume import (
+    code_hash,
+    file_md5,
+    fingerprint,
+    finish_resumable,
+    prepare_resumable,
+)
 from tradingrl.stage import run_stage, write_json
 from tradingrl.tracking import provenance_tags, tracking_uri, use_experiment, workspace_root
 
@@ -65,6 +71,7 @@ def main(params: dict[str, Any] | None = None, repo_root: Path = REPO_ROOT,
     features_dir = repo_root / "data" / "features"
     out_dir, reports = repo_root / "models" / "cnn_lstm", repo_root / "reports"
     frame = pd.read_parquet(features_dir / "features.parquet")
+    features_md5 = file_md5(features_dir / "features.parquet")
     feature_names = json.loads((features_dir / "feature_list.json").read_text())["features"]
     # The search sees only the bars before the first out-of-fold block (labels
     # that end inside it purged): the walk-forward judges the rest.
@@ -131,6 +138,10 @@ def main(params: dict[str, Any] | None = None, repo_root: Path = REPO_ROOT,
         save_trend_model(out_dir, trained.models, trained.datamodule.scaler, trained.settings,
                          trained.scored["temperatures"], feature_names, report["split"],
                          served="final_refit", trained_to=trained_to)
+        # What it was trained from, for promote's provenance check.
+        config = json.loads((out_dir / "config.json").read_text())
+        config["inputs_md5"] = {"data/features/features.parquet": features_md5}
+        write_json(out_dir / "config.json", config)
         # The recipe the walk-forward's fold models are fitted with (predict_oof).
         write_json(repo_root / "models" / "recipe.json", report["recipe"])
         plots = reports / "model_plots"

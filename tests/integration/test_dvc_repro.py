@@ -142,7 +142,7 @@ def check_pipeline_outputs(repo_copy: Path) -> None:
     decision = json.loads((repo_copy / "reports/promotion.json").read_text())
     assert decision["decision"] in {"promoted", "refused"} and decision["version"] == "1"
     assert {c["name"] for c in decision["checks"]} == {
-        "dsr", "beats_baselines", "max_drawdown", "beats_champion"}
+        "dsr", "beats_baselines", "max_drawdown", "beats_champion", "consistent_with_walk_forward"}
     script = ("import mlflow; from tradingrl.tracking import tracking_uri; from pathlib import Path;"
               "c = mlflow.MlflowClient(tracking_uri(Path.cwd()));"
               "print(sorted((k, str(v)) for k, v in"

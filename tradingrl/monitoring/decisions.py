@@ -115,12 +115,19 @@ def load_bundle(bundle_dir: str | Path) -> ChampionBundle:
                           env_config=read_env_config(bundle_dir))
 
 
-def replay_env_kwargs(policy: Any, env_config: Mapping[str, Any]) -> dict[str, Any]:
+def replay_env_kwargs(policy: Any, env_config: Mapping[str, Any], *,
+                      risk_from_config: bool = False) -> dict[str, Any]:
     """The single-asset environment's keyword arguments for replaying
     ``policy``: window, observation clip and risk lookback from its manifest,
     cash and fill from ``env_config["env"]``, costs from
-    ``env_config["costs"]``, the policy's own risk function."""
+    ``env_config["costs"]``, the policy's own risk function. With
+    ``risk_from_config`` the risk settings are ``env_config``'s too: its
+    ``risk`` section (:func:`~tradingrl.envs.decision.risk_fn_from_config`;
+    disabled: no risk function) and ``env["risk_lookback"]``: replaying a
+    champion with a challenger's settings (the agent's window and clip stay
+    the policy's, its observation's shape)."""
     from tradingrl.envs.costs import ExecutionCosts
+    from tradingrl.envs.decision import risk_fn_from_config
 
     for key in ("env", "costs"):
         if key not in env_config:
@@ -134,8 +141,15 @@ def replay_env_kwargs(policy: Any, env_config: Mapping[str, Any]) -> dict[str, A
         "fill": env.get("fill", "next_open"),
         "costs": ExecutionCosts(**env_config["costs"]),
     }
-    if policy.risk_fn is not None:
-        kwargs["risk_fn"] = policy.risk_fn
+    if risk_from_config:
+        if "risk" not in env_config:
+            raise ValueError("the agent's env_config lacks 'risk'")
+        kwargs["risk_lookback"] = int(env.get("risk_lookback", kwargs["risk_lookback"]))
+        risk_fn = risk_fn_from_config(env_config["risk"])
+    else:
+        risk_fn = policy.risk_fn
+    if risk_fn is not None:
+        kwargs["risk_fn"] = risk_fn
     return kwargs
 
 
@@ -169,14 +183,19 @@ def _prediction_rows(features: pd.DataFrame, start: pd.Timestamp, before: int) -
 
 
 def replay_decisions(policy: Any, env_config: Mapping[str, Any], bars: pd.DataFrame,
-                     features: pd.DataFrame, *, start: Any) -> ReplayedDecisions:
+                     features: pd.DataFrame, *, start: Any,
+                     risk_from_config: bool = False) -> ReplayedDecisions:
     """The champion's decisions at every bar from ``start`` on (see the module
     docstring). ``policy``: a loaded TradingPolicy; ``env_config``: its
-    bundle's agent env_config (:func:`read_env_config`); ``bars``: validated
+    bundle's agent env_config (:func:`read_env_config`), or another agent's
+    whose costs (and, with ``risk_from_config``, risk settings:
+    :func:`replay_env_kwargs`) the replay trades with; ``bars``: validated
     OHLCV (long format); ``features``: their feature table. Every symbol needs
     :func:`lookback_rows` feature rows with a prediction before ``start``
-    (:func:`history_bars` bars), else a ValueError names it."""
-    from tradingrl.agents.data import build_agent_table, span_markets
+    (:func:`history_bars` bars; with ``risk_from_config``, also the history
+    the evaluation gives a block's first decision,
+    :func:`~tradingrl.agents.data.history_lookback`), else a ValueError names it."""
+    from tradingrl.agents.data import build_agent_table, history_lookback, span_markets
     from tradingrl.agents.training import rollout_policy
     from tradingrl.models.predict import PREDICTION_COLUMNS
 
@@ -192,7 +211,10 @@ def replay_decisions(policy: Any, env_config: Mapping[str, Any], bars: pd.DataFr
     span = features[features["timestamp"] >= start]
     if span.empty:
         raise ValueError(f"no feature rows at or after {start.isoformat()}")
+    env = replay_env_kwargs(policy, env_config, risk_from_config=risk_from_config)
     lookback = lookback_rows(manifest)
+    if risk_from_config:
+        lookback = max(lookback, history_lookback(env))
     predictions = policy.trend_model.predict(
         features, rows=_prediction_rows(features, start, lookback))
     agent = manifest["agent"]
@@ -201,7 +223,6 @@ def replay_decisions(policy: Any, env_config: Mapping[str, Any], bars: pd.DataFr
     markets = {m.symbol: m for m in span_markets(
         table, policy.agent_scaler, agent["prediction_columns"], start=start,
         end=span["timestamp"].max(), lookback=lookback, min_bars=1)}
-    env = replay_env_kwargs(policy, env_config)
 
     short = []
     decided: list[pd.DataFrame] = []

@@ -13,7 +13,10 @@ Layout (written by :func:`build_policy_bundle`)::
                          :func:`tradingrl.monitoring.decisions.reference_window`)
 
 The manifest records the feature settings (warm-up, label spec), the trend
-model's and the agent's shapes, the risk parameters, the input contract (the
+model's and the agent's shapes, the training end (``training``: the last bar
+any piece learnt from,
+:func:`~tradingrl.registry.comparison.training_section`; the promotion gate compares
+a later challenger with this bundle only on bars after it), the risk parameters, the input contract (the
 least history per symbol, :func:`required_history`), the package versions,
 the SHA-256 of every bundled file and of the library source files on the
 decision's code path. :class:`~tradingrl.registry.policy.TradingPolicy`
@@ -250,6 +253,7 @@ def build_policy_bundle(
     *,
     overwrite: bool = False,
     reference: pd.DataFrame | None = None,
+    data_end: Any = None,
 ) -> Path:
     """Copy what the policy needs into ``out_dir`` (created; it must not
     exist or be empty, unless ``overwrite``, which deletes it first once the
@@ -264,11 +268,15 @@ def build_policy_bundle(
     reference: optional reference window for the drift check (a frame with
     timestamp, symbol, every feature the models read and, optionally,
     prediction and decision columns), written as ``reference.parquet`` and
-    summarised in ``manifest["reference"]``.
+    summarised in ``manifest["reference"]``. data_end: optional, the last
+    bar (label ends included) of the data the pieces were trained on; with
+    the pieces' own spans it makes ``manifest["training"]``
+    (:func:`~tradingrl.registry.comparison.training_section`).
     Raises ValueError when a piece is missing or the pieces disagree
     (feature lists, observation size, risk limits).
     """
     from tradingrl.features.technical import FEATURE_COLUMNS
+    from tradingrl.registry.comparison import training_section
 
     cnn_lstm_dir, agent_dir, out_dir = Path(cnn_lstm_dir), Path(agent_dir), Path(out_dir)
     warmup, label = _check_features(features_params)
@@ -328,6 +336,7 @@ def build_policy_bundle(
             "features": list(trend_features),
         },
         "agent": agent,
+        "training": training_section(config, env_config, data_end),
         "input": {
             "columns": list(INPUT_COLUMNS),
             "history": history,

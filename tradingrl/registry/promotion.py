@@ -4,13 +4,21 @@
 a bundle built with its reference window
 (:func:`tradingrl.monitoring.reference.build_reference_bundle`):
 
-1. the bundle's manifest read (files checked);
-2. registered as a new version of ``trading-policy`` with alias
+1. the bundle's manifest read (files checked) and its provenance checked:
+   the evaluation must have been produced from the inputs the bundled
+   pieces were trained on (:func:`~tradingrl.registry.provenance.check_provenance`;
+   a mismatch raises :class:`~tradingrl.registry.provenance.ProvenanceError`
+   before anything is registered);
+2. the current champion (:func:`~tradingrl.registry.champion.load_champion`,
+   its bundle downloaded) compared with the challenger like for like by the
+   caller's ``compare`` (tasks/promote.py passes
+   :func:`tradingrl.monitoring.reference.champion_comparison`: the replay
+   lives in monitoring), also before anything is registered;
+3. registered as a new version of ``trading-policy`` with alias
    ``challenger``, tagged with the walk-forward evaluation it was judged on;
-3. the promotion gate (:mod:`tradingrl.registry.gate`) against the
-   evaluation, the thresholds and the current champion
-   (:func:`~tradingrl.registry.champion.load_champion`);
-4. the decision as tags on the version and on the active MLflow run; on a
+4. the promotion gate (:mod:`tradingrl.registry.gate`) against the
+   evaluation, the thresholds and the comparison with the champion;
+5. the decision as tags on the version and on the active MLflow run; on a
    pass alias ``champion`` moves to the new version as the last step, so no
    half-tagged version is ever champion. A refusal changes no alias.
 
@@ -19,7 +27,8 @@ mlflow is imported inside the functions; the caller owns the MLflow run.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import tempfile
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,7 +37,14 @@ from typing import Any
 import pandas as pd
 
 from tradingrl.registry.champion import CHALLENGER, CHAMPION, POLICY_MODEL
-from tradingrl.registry.gate import GateThresholds, decision_record, folds_key, run_gate
+from tradingrl.registry.comparison import ChampionComparison
+from tradingrl.registry.gate import (
+    NOT_COMPARABLE,
+    GateThresholds,
+    decision_record,
+    folds_key,
+    run_gate,
+)
 
 
 @dataclass(frozen=True)
@@ -69,21 +85,34 @@ def evaluation_tags(evaluation: Mapping[str, Any]) -> dict[str, str]:
 
 def promote(bundle_dir: str | Path, bars: pd.DataFrame, *, evaluation: Mapping[str, Any],
             thresholds: GateThresholds, tags: Mapping[str, str], decided_by: str,
+            data_files: Mapping[str, str | Path],
+            compare: Callable[[Any], ChampionComparison] | None = None,
+            consistency: Mapping[str, Any] | None = None,
             name: str = POLICY_MODEL) -> Promotion:
-    """Steps 1-4 of the module docstring, inside the active MLflow run (its
+    """Steps 1-5 of the module docstring, inside the active MLflow run (its
     store holds the registry; a RuntimeError without one).
 
     bundle_dir: the bundle (with its reference window); bars: validated OHLCV
     the input example is cut from (:func:`example_window`); evaluation:
     reports/metrics.json, the walk-forward evaluation the policy is judged on;
     tags: provenance tags for the version (git commit, data hash); decided_by:
-    who decides (a user name).
+    who decides (a user name); data_files: ``{name: path}`` of the data files
+    the caller read (names as
+    :data:`~tradingrl.registry.provenance.EVALUATION_FILES`), checked against
+    the evaluation's record; compare: the champion (a
+    :class:`~tradingrl.registry.champion.Champion` with its bundle
+    downloaded) -> its :class:`~tradingrl.registry.comparison.ChampionComparison`
+    with the challenger; required when there is a champion (a ValueError);
+    consistency: the served trend model against the walk-forward's
+    predictions (:func:`~tradingrl.registry.consistency.prediction_consistency`;
+    the promote stage always passes it, None leaves that check out).
     """
     import mlflow
     from mlflow import MlflowClient
 
-    from tradingrl.registry.bundle import read_manifest
+    from tradingrl.registry.bundle import AGENT_DIR, TREND_DIR, read_manifest
     from tradingrl.registry.champion import load_champion
+    from tradingrl.registry.provenance import check_provenance
     from tradingrl.registry.pyfunc import log_trading_policy
 
     run = mlflow.active_run()
@@ -92,24 +121,37 @@ def promote(bundle_dir: str | Path, bars: pd.DataFrame, *, evaluation: Mapping[s
     run_id = run.info.run_id
     bundle = Path(bundle_dir)
     manifest = read_manifest(bundle)
+    check_provenance(evaluation, bundle / TREND_DIR, bundle / AGENT_DIR, data_files)
     client = MlflowClient()  # the active run's store (log_trading_policy registers there)
-    champion = load_champion(mlflow.get_tracking_uri(), name=name)
+    with tempfile.TemporaryDirectory(prefix="champion-") as scratch:
+        champion = load_champion(mlflow.get_tracking_uri(), name=name,
+                                 download_to=None if compare is None else scratch)
+        if champion is not None and compare is None:
+            raise ValueError(f"{name} has a champion (v{champion.version}): promote() needs "
+                             "compare= to compare the challenger with it like for like")
+        comparison = None if champion is None else compare(champion)
     version = log_trading_policy(bundle, example_window(bars, manifest), name=name, tags={
         **tags, "run_id": run_id, **evaluation_tags(evaluation)})
     client.set_registered_model_alias(name, CHALLENGER, version)
     previous = None if champion is None else champion.gate_record()
-    passed, checks = run_gate(evaluation, thresholds, previous)
+    passed, checks = run_gate(evaluation, thresholds, comparison, consistency)
     record = decision_record(
         passed, checks, model=name, version=version, previous_champion=previous,
+        champion_comparison=None if comparison is None else comparison.record(),
+        consistency=None if consistency is None else dict(consistency),
         decided_by=decided_by, decided_at=datetime.now(UTC).isoformat(timespec="seconds"),
         thresholds=asdict(thresholds), mlflow_run_id=run_id)
+    by_name = {c.name: c for c in checks}
     summary = {"gate.decision": record["decision"],
                "gate.reasons": " | ".join(record["reasons"])[:5000],  # MLflow's tag limit
+               "gate.beats_champion": by_name["beats_champion"].status,
                "gate.decided_by": record["decided_by"], "gate.decided_at": record["decided_at"]}
     for key, value in summary.items():
         client.set_model_version_tag(name, version, key, value)
     mlflow.set_tags({**summary, "gate.version": version})
-    mlflow.log_metrics({f"gate.{c.name}": float(c.passed) for c in checks})
+    # A check that compared nothing is no metric: 1.0 would read "beat the champion".
+    mlflow.log_metrics({f"gate.{c.name}": float(c.passed) for c in checks
+                        if c.status != NOT_COMPARABLE})
     if passed:  # last: only a fully tagged version becomes champion
         client.set_registered_model_alias(name, CHAMPION, version)
     record["champion"] = version if passed else (previous or {}).get("version")
