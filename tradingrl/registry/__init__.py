@@ -10,7 +10,13 @@
 - :mod:`~tradingrl.registry.champion`: the registered models' and aliases'
   names, and the champion;
 - :mod:`~tradingrl.registry.gate` and :mod:`~tradingrl.registry.promotion`:
-  the promotion gate and the registration that applies it.
+  the promotion gate and the registration that applies it;
+- :mod:`~tradingrl.registry.comparison`: the champion compared like for like
+  (the replay itself is :func:`tradingrl.monitoring.reference.champion_comparison`);
+- :mod:`~tradingrl.registry.provenance`: the bundle's pieces were trained
+  from the inputs the evaluation judged;
+- :mod:`~tradingrl.registry.consistency`: the served trend model predicts
+  like the walk-forward's fold models on the same bars.
 
 Import from the modules; this package imports nothing, so that reading a
 name (the champion's alias, say) does not load the decision code.

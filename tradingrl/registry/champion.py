@@ -55,8 +55,9 @@ class Champion:
     bundle_dir: Path | None = None
 
     def gate_record(self) -> dict[str, Any]:
-        """``{"version", "sharpe", "folds_key"}``: what
-        :func:`tradingrl.registry.gate.run_gate` compares a challenger with."""
+        """``{"version", "sharpe", "folds_key"}``: the previous champion as the
+        decision record names it (its recorded figures, for people; the gate
+        compares by replaying its bundle, :mod:`tradingrl.registry.comparison`)."""
         return {"version": self.version, "sharpe": self.oos_sharpe, "folds_key": self.folds_key}
 
 
