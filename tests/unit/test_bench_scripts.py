@@ -1,11 +1,13 @@
 """Smoke tests of the benchmark scripts: bench_sb3_training.py (its options,
 the step accounting it checks SB3 against, one tiny real run) and the
 trading-policy latency benchmarks (options, the one-line refusal without a
-bundle, windows, the cProfile breakdown)."""
+bundle, windows, the cProfile breakdown) and bench_null_gate.py (one tiny
+market through the gate)."""
 
 from __future__ import annotations
 
 import functools
+import json
 import subprocess
 import sys
 import time
@@ -15,7 +17,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from benchmarks import bench_policy_latency, bench_policy_latency_http, policy_latency
+from benchmarks import (
+    bench_null_gate,
+    bench_policy_latency,
+    bench_policy_latency_http,
+    policy_latency,
+)
 from benchmarks import bench_sb3_training as bench
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -180,3 +187,25 @@ def test_profile_call_times_parts_with_their_subcalls() -> None:
     assert policy_latency.code_of(_Owner.method) is _Owner.method.__code__
     with pytest.raises(TypeError, match="not a Python function"):
         policy_latency.code_of(len)
+
+
+# ------------------------------------------------------------------ null gate
+@pytest.mark.usefixtures("one_torch_thread")  # the script sets torch's threads to params' 1
+def test_null_gate_tiny_run_writes_every_market(tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    args = bench_null_gate.parse_args([])
+    assert (args.markets, args.symbols, args.bars, args.predictions) == (50, 4, 1600, "cnn_lstm")
+    assert bench_null_gate.market_seeds(0, 3) == bench_null_gate.market_seeds(0, 5)[:3]
+    low, high = bench_null_gate.clopper_pearson(0, 50)
+    assert low == 0.0 and high == pytest.approx(1 - 0.025 ** (1 / 50))  # 7.1%
+    out = tmp_path / "null_gate.json"
+    bench_null_gate.main(["--markets", "1", "--symbols", "2", "--bars", "400",
+                          "--predictions", "noise", "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert "false promotions: " in printed and "DSR: median " in printed
+    result = json.loads(out.read_text())
+    assert result["summary"]["markets"] == len(result["markets"]) == 1
+    market = result["markets"][0]
+    assert set(bench_null_gate.CHECKS) <= set(market["checks"])
+    assert market["promoted"] == all(c["passed"] for c in market["checks"].values())
+    assert market["trials"]["n_trials"] == 3  # params.yaml's three seeds
