@@ -204,8 +204,9 @@ def test_null_gate_tiny_run_writes_every_market(tmp_path: Path,
     printed = capsys.readouterr().out
     assert "false promotions: " in printed and "DSR: median " in printed
     result = json.loads(out.read_text())
+    assert result["complete"] is True
     assert result["summary"]["markets"] == len(result["markets"]) == 1
     market = result["markets"][0]
     assert set(bench_null_gate.CHECKS) <= set(market["checks"])
     assert market["promoted"] == all(c["passed"] for c in market["checks"].values())
-    assert market["trials"]["n_trials"] == 3  # params.yaml's three seeds
+    assert market["trials"]["n_trials"] >= 3  # at least params.yaml's three seeds

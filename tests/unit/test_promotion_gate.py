@@ -77,6 +77,19 @@ def test_margin_is_measured_against_the_best_baseline_exactly():
     assert names_failed(with_changes(policy__overall__sharpe=0.9)) == []
 
 
+def test_a_losing_policy_never_beats_baselines_that_lost_more():
+    """Flat (no trading) has no Sharpe ratio and counts as 0: found by
+    benchmarks/bench_null_gate.py, where a policy at Sharpe -0.17 passed
+    against buy and hold's -1.14 + 0.1."""
+    losing = with_changes(policy__overall__sharpe=-0.17,
+                          baselines__buy_and_hold__overall__sharpe=-1.14)
+    assert names_failed(losing) == ["beats_baselines"]
+    _, checks = run_gate(losing, THRESHOLDS, None)
+    assert checks[1].threshold == pytest.approx(0.1) and "flat" in checks[1].detail
+    assert names_failed(with_changes(policy__overall__sharpe=0.1,
+                                     baselines__buy_and_hold__overall__sharpe=-1.14)) == []
+
+
 def _comparison(**fields) -> ChampionComparison:
     base = {"version": "2", "comparable": True, "reason": "200 bars", "n_bars": 200,
             "min_bars": 126, "training_end": "2016-06-30T00:00:00+00:00",

@@ -7,7 +7,9 @@ Checks (thresholds from params; every one is reported with its value):
   ratio is above what the best of ``n_trials`` skill-free trials would show);
   undefined (a policy that never moved its book) fails.
 - ``beats_baselines``: the out-of-sample annualised Sharpe ratio after costs
-  exceeds the best baseline's by at least ``min_sharpe_margin``.
+  exceeds the best baseline's by at least ``min_sharpe_margin``; the flat
+  baseline (no trading) counts as Sharpe 0, so a policy must also beat doing
+  nothing.
 - ``max_drawdown``: the out-of-sample maximum drawdown is at most
   ``max_drawdown``.
 - ``beats_champion``: like for like against the current champion
@@ -146,11 +148,16 @@ def run_gate(evaluation: Mapping[str, Any], thresholds: GateThresholds,
 
     best = evaluation.get("best_baseline")
     best_sharpe = _number(evaluation["baselines"][best]["overall"]["sharpe"]) if best else None
+    # Doing nothing is a baseline too: the flat book has no Sharpe ratio (it
+    # never moves), and counts as 0, so a losing policy never "beats" baselines
+    # that all lost more.
+    if best_sharpe is None or best_sharpe < 0.0:
+        best, best_sharpe = "flat (no trading, Sharpe 0)", 0.0
     if sharpe is None:
         checks.append(GateCheck("beats_baselines", False, None, None,
                                 "out-of-sample Sharpe ratio undefined"))
     else:
-        need = (best_sharpe if best_sharpe is not None else 0.0) + thresholds.min_sharpe_margin
+        need = best_sharpe + thresholds.min_sharpe_margin
         checks.append(GateCheck(
             "beats_baselines", sharpe >= need, sharpe, need,
             f"Sharpe {_fmt(sharpe)} vs best baseline {best} {_fmt(best_sharpe)} + margin "
