@@ -263,12 +263,13 @@ def _apply_single(
     if limits.kelly_fraction is not None and w != 0.0:
         mu = float(expected_return[0])
         edge = mu if w > 0.0 else -mu
-        if not edge > 0.0:
-            cap = 0.0
-        elif var > 0.0:
-            cap = limits.kelly_fraction * edge / var
+        # As the general path computes it: kelly * edge first (a tiny edge can
+        # underflow to 0), then / var with 0 / 0 -> 0 and x / 0 -> inf.
+        scaled = limits.kelly_fraction * edge if edge > 0.0 else 0.0
+        if var > 0.0:
+            cap = scaled / var
         else:
-            cap = math.inf
+            cap = math.inf if scaled > 0.0 else 0.0
         if abs(w) > cap:
             w = math.copysign(cap, w) if cap > 0.0 else 0.0
             binding.append(KELLY)
