@@ -150,7 +150,7 @@ def test_a_finished_run_writes_its_best_model_and_is_read_back_not_retrained(tmp
     assert math.isfinite(first.best_val_mean_reward)
     assert latest_checkpoint(tmp_path) == tmp_path / "checkpoints" / "agent_128_steps.zip"
     with np.load(tmp_path / "evaluations.npz") as history:
-        assert list(history["timesteps"]) == [64, 128]
+        assert list(history["timesteps"]) == [0, 64, 128]  # 0: the untrained policy
 
     counter = count_steps()
     again = train_agent(market, market, tiny_settings(), seed=3, out_dir=tmp_path,
@@ -174,7 +174,7 @@ def test_a_killed_run_resumes_from_its_checkpoint(tmp_path: Path) -> None:
     assert latest_checkpoint(tmp_path) == tmp_path / "checkpoints" / "agent_128_steps.zip"
     assert not (tmp_path / "done.json").exists()
     with np.load(tmp_path / "evaluations.npz") as history:
-        assert list(history["timesteps"]) == [64, 128]
+        assert list(history["timesteps"]) == [0, 64, 128]  # 0: the untrained policy
         best_before = float(np.max(history["results"].mean(axis=1)))
 
     counter = count_steps()
@@ -185,7 +185,7 @@ def test_a_killed_run_resumes_from_its_checkpoint(tmp_path: Path) -> None:
     assert counter.calls == 128  # continued from 128, did not restart at 0
     assert latest_checkpoint(tmp_path) == tmp_path / "checkpoints" / "agent_256_steps.zip"
     with np.load(tmp_path / "evaluations.npz") as history:
-        assert list(history["timesteps"]) == [64, 128, 192, 256]
+        assert list(history["timesteps"]) == [0, 64, 128, 192, 256]
     assert second.best_val_mean_reward >= best_before
 
     third = train_agent(market, market, tiny_settings(total_timesteps=256), seed=3,

@@ -33,7 +33,8 @@ FEATURES = ["ret_1", "level"]
 PREDS = ["p_down", "p_flat", "p_up", "expected_return", "confidence"]
 ENV = {"window": 10, "initial_cash": 1_000_000, "fill": "next_open", "reward_mode": "none",
        "risk_lambda": 0.1, "dsr_eta": 0.01, "max_steps": None, "random_start": False,
-       "min_episode_steps": 1, "end_of_data": "terminate", "risk_lookback": 60}
+       "min_episode_steps": 1, "end_of_data": "terminate", "risk_lookback": 60,
+       "action_mode": "target", "residual_scale": 1.0, "no_trade_band": 0.0}
 COSTS = {"commission_bps": 1.0, "spread_bps": 2.0, "impact_coef": 0.5,
          "participation_limit": 0.1, "volume_window": 20}
 RISK = {"enabled": True, "forecast_horizon_bars": 5, "max_position": 1.0,

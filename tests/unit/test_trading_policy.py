@@ -54,11 +54,16 @@ AGENT_PARAMS = {  # train_agent's params section, small
     "prediction_columns": PREDICTIONS,
     "env": {"window": 5, "initial_cash": 1_000_000, "fill": "next_open", "reward_mode": "none",
             "risk_lambda": 0.1, "dsr_eta": 0.01, "max_steps": None, "random_start": False,
-            "min_episode_steps": 1, "end_of_data": "terminate", "risk_lookback": 30},
+            "min_episode_steps": 1, "end_of_data": "terminate", "risk_lookback": 30,
+            "action_mode": "target", "residual_scale": 1.0, "no_trade_band": 0.0},
     "costs": {"commission_bps": 1.0, "spread_bps": 2.0, "impact_coef": 0.5,
               "participation_limit": 0.1},
     "risk": RISK_LIMITS,
 }
+# The residual action with a no-trade band: the action adjusts p_up - p_down
+# by up to 0.5 and targets closer than 0.05 to the position are held.
+RESIDUAL_ENV = {**AGENT_PARAMS["env"], "action_mode": "residual", "residual_scale": 0.5,
+                "no_trade_band": 0.05}
 MIN_BARS = 120 + max(TREND_WINDOW, 5, 30 + 1)  # warm-up + the risk layer's 31 closes = 151
 
 
@@ -84,21 +89,21 @@ def _save_trend_model(out_dir, table, *, dropout, mc_samples, seed=0):
     return out_dir
 
 
-def _env_kwargs(risk):
+def _env_kwargs(risk, env=None):
     from tradingrl.envs.decision import env_kwargs_from_config
 
-    return env_kwargs_from_config(AGENT_PARAMS["env"], AGENT_PARAMS["costs"], risk,
+    return env_kwargs_from_config(env or AGENT_PARAMS["env"], AGENT_PARAMS["costs"], risk,
                                   "single_asset")
 
 
-def _write_agent_dir(out_dir, agent_zip, scaler, observation_size, risk):
+def _write_agent_dir(out_dir, agent_zip, scaler, observation_size, risk, env=None):
     out_dir.mkdir(parents=True)
     shutil.copy2(agent_zip, out_dir / "agent.zip")
     scaler.save(out_dir / "scaler.json")
     (out_dir / "env_config.json").write_text(json.dumps({
         "algorithm": "ppo", "env_kind": "single_asset", "observation_size": observation_size,
         "action_shape": [1], "features": AGENT_FEATURES, "prediction_columns": PREDICTIONS,
-        "env": AGENT_PARAMS["env"], "costs": AGENT_PARAMS["costs"], "risk": risk,
+        "env": env or AGENT_PARAMS["env"], "costs": AGENT_PARAMS["costs"], "risk": risk,
         "spans": {}, "chosen_seed": 0}))
     return out_dir
 
@@ -160,6 +165,10 @@ def world(tmp_path_factory):
     bundles = {name: build_policy_bundle(cnn_dir, agent_dir, FEATURES_PARAMS,
                                          root / f"bundle_{name}")
                for name, agent_dir in agent_dirs.items()}
+    agent_dirs["residual"] = _write_agent_dir(root / "agent_residual", root / "agent.zip",
+                                              scaler, obs_size, RISK_LIMITS, RESIDUAL_ENV)
+    bundles["residual"] = build_policy_bundle(cnn_dir, agent_dirs["residual"], FEATURES_PARAMS,
+                                              root / "bundle_residual")
     mc_dir = _save_trend_model(root / "cnn_lstm_mc", table, dropout=0.3, mc_samples=6)
     bundles["mc_dropout"] = build_policy_bundle(mc_dir, agent_dirs["limits"], FEATURES_PARAMS,
                                                 root / "bundle_mc_dropout")
@@ -262,24 +271,29 @@ def test_observation_action_and_risk_target_equal_the_environment(world, risk_na
         assert bindings - {""}
 
 
-def test_carried_account_and_risk_state_equal_the_environment_after_trading(world):
+@pytest.mark.parametrize("name", ["limits", "residual"])
+def test_carried_account_and_risk_state_equal_the_environment_after_trading(world, name):
     """Step the env with the agent for 25 bars, then hand its account and
     risk state to the policy: same observation and same target as the env's
-    next step."""
+    next step; also with the residual action and a no-trade band (the
+    policy's bundle carries the env's action rule)."""
     from tradingrl.envs.single_asset import SingleAssetTradingEnv
 
-    policy = world.policies["limits"]
+    env_params = RESIDUAL_ENV if name == "residual" else AGENT_PARAMS["env"]
+    policy = world.policies[name]
     symbol = sorted(world.bars["symbol"].unique())[1]
     start, steps = 40, 25
     market = _markets(world.table, world.bars, world.predictions, world.scaler)[symbol]
     t = pd.Timestamp(market.timestamps[start + steps]).tz_localize("UTC")
     predictions = _window_predictions(world, [(symbol, t)])
     markets = _markets(world.table, world.bars, predictions, world.scaler)
-    env = SingleAssetTradingEnv(markets[symbol], **_env_kwargs(RISK_LIMITS))
+    env = SingleAssetTradingEnv(markets[symbol], **_env_kwargs(RISK_LIMITS, env_params))
     obs, _ = env.reset(options={"start_bar": start})
+    held = 0
     for _ in range(steps):
         action, _ = policy.agent.predict(obs, deterministic=True)
         obs, _, _, _, info = env.step(action)
+        held += info["target"] != info["requested_target"] and info["traded_shares"] == 0.0
     assert env.bar == start + steps
     assert abs(info["position"]) > 0.05 and info["drawdown"] > 0  # a real account is carried
     risk_state = env._risk_state["risk_state"]
@@ -297,6 +311,8 @@ def test_carried_account_and_risk_state_equal_the_environment_after_trading(worl
     assert decisions["target"].iloc[0] == info["target"]
     next_state = env._risk_state["risk_state"]
     assert decisions["risk_peak_equity"].iloc[0] == next_state.peak_equity
+    if name == "residual":
+        assert held > 0  # the band really kept positions
 
 
 def test_window_and_batch_predictions_differ_only_in_float_noise(world):

@@ -380,6 +380,7 @@ def train_agent(
                 settings.policy, train_env, learning_rate=settings.learning_rate,
                 policy_kwargs=dict(settings.policy_kwargs) or None, seed=seed,
                 device=settings.device, verbose=0, **dict(settings.algorithm_kwargs))
+            zero_action_mean(model)
 
         if sb3_logger is not None:
             model.set_logger(sb3_logger)
@@ -406,7 +407,20 @@ def train_agent(
                 evaluator.evaluations_timesteps = [int(t) for t in old["timesteps"]]
                 evaluator.evaluations_results = [list(r) for r in old["results"]]
                 evaluator.evaluations_length = [list(r) for r in old["ep_lengths"]]
-        if checkpoint is not None and best_path.exists():
+        if checkpoint is None:
+            # The untrained policy is the first candidate: its deterministic
+            # action is 0 (zero_action_mean), the supervised position in the
+            # residual mode and flat in the target mode. Training replaces it
+            # only with a model that validates better, so the seed's best
+            # model is never worse than its start on the validation span.
+            rewards, lengths = evaluate_policy(model, eval_env, n_eval_episodes=n_eval,
+                                               deterministic=True, return_episode_rewards=True)
+            evaluator.best_mean_reward = float(np.mean(rewards))
+            evaluator.evaluations_timesteps = [0]
+            evaluator.evaluations_results = [[float(r) for r in rewards]]
+            evaluator.evaluations_length = [[int(n) for n in lengths]]
+            save_atomically(model, best_path)
+        elif best_path.exists():
             # The score to beat is the saved best model's own, validated again
             # (deterministic), not the history's maximum: a kill between the
             # history's write and the model's can leave them disagreeing.
@@ -441,6 +455,36 @@ def train_agent(
     finally:
         train_env.close()
         eval_env.close()
+
+
+def zero_action_mean(model: Any) -> None:
+    """Zero the weights and bias of the layer that outputs ``model``'s action
+    mean (PPO's ``action_net``, SAC's ``actor.mu``, the last linear layer of
+    TD3's actor and its target), so the untrained policy's deterministic
+    action is exactly 0 and its first updates start from there (the layers
+    below still get gradients once these weights move). ValueError for a
+    policy without such a layer (TypeError when it is not linear)."""
+    import torch
+
+    policy = model.policy
+    if hasattr(policy, "action_net"):  # on-policy ActorCriticPolicy (PPO)
+        head = policy.action_net
+    elif hasattr(policy, "actor"):  # SAC: Linear mu; TD3: mu = Sequential(..., Linear, Tanh)
+        mu = policy.actor.mu
+        linear = [m for m in mu.modules() if isinstance(m, torch.nn.Linear)]
+        if not linear:
+            raise ValueError("the actor has no linear output layer to zero")
+        head = linear[-1]
+    else:
+        raise ValueError(f"no action head on a {type(policy).__name__}")
+    if not isinstance(head, torch.nn.Linear):
+        raise TypeError(f"the action head is a {type(head).__name__}, not a Linear layer")
+    with torch.no_grad():
+        head.weight.zero_()
+        head.bias.zero_()
+    target = getattr(policy, "actor_target", None)
+    if target is not None:  # TD3: the target actor starts as the actor
+        target.load_state_dict(policy.actor.state_dict())
 
 
 def run_key(settings: AgentSettings, seed: int, env_kwargs: Mapping[str, Any]) -> str:

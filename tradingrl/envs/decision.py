@@ -18,7 +18,12 @@ the backtester's risk replay and the drift replay) and the served policy
 
    with the account entries (:data:`ACCOUNT_STATE_NAMES`) clipped to the bound;
 3. :func:`requested_target` turns the agent's action into the requested
-   target, a signed fraction of equity in [-1, 1];
+   target, a signed fraction of equity in [-1, 1], by the env's
+   :class:`ActionRule`: the action is the target itself (``action_mode``
+   "target") or an adjustment of the supervised position
+   :func:`supervised_signal` (``p_up - p_down`` of the decision bar's
+   predictions, "residual": ``signal + residual_scale * action``), so an
+   agent whose action is 0 trades the supervised baseline;
 4. :func:`risk_context` builds the :class:`~tradingrl.envs.risk_hook.RiskContext`
    at the decision bar (returns window from :func:`return_window`, the trend
    model's confidence and expected return read from the observation's own
@@ -26,7 +31,10 @@ the backtester's risk replay and the drift replay) and the served policy
 5. :func:`allowed_target` passes the requested target through the risk
    function that :func:`risk_fn_from_config` builds from params.yaml's
    ``train_agent.risk`` section (:func:`env_kwargs_from_config` builds all of
-   an environment's keyword arguments from its sections).
+   an environment's keyword arguments from its sections);
+6. :func:`banded_target` applies the no-trade band: a target less than
+   ``no_trade_band`` away from the position held sends no order (the
+   position is kept), except a flat target, which is always executed.
 
 The portfolio environment shares :func:`observation_inputs` and
 :func:`risk_fn_from_config` (``kind="portfolio"``); its observation layout and
@@ -40,6 +48,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -60,7 +69,11 @@ ENV_KINDS: tuple[str, ...] = ("single_asset", "portfolio")
 ENV_PARAM_KEYS: tuple[str, ...] = (
     "window", "initial_cash", "fill", "reward_mode", "risk_lambda", "dsr_eta", "max_steps",
     "random_start", "min_episode_steps", "end_of_data", "risk_lookback",
+    "action_mode", "residual_scale", "no_trade_band",
 )
+ACTION_MODES: tuple[str, ...] = ("target", "residual")
+# The env keys of the action's meaning (ActionRule's fields), in the bundle's manifest too.
+ACTION_KEYS: tuple[str, ...] = ("action_mode", "residual_scale", "no_trade_band")
 # Keys of the risk section that are not RiskLimits fields.
 _RISK_HOOK_KEYS = ("enabled", "forecast_horizon_bars")
 
@@ -124,17 +137,102 @@ def write_observation(obs: np.ndarray, window: np.ndarray, predictions: np.ndarr
     obs[k + 3] = min(drawdown, bound)
 
 
-def requested_target(action: Any, label: str = "") -> float:
+@dataclass(frozen=True)
+class ActionRule:
+    """What a single-asset agent's action (one entry in [-1, 1]) means.
+
+    mode: "target": the action is the requested target; "residual": it
+        adjusts the supervised position, ``requested = supervised_signal +
+        residual_scale * action`` (clipped to [-1, 1]), so action 0 requests
+        what the ``supervised`` baseline does.
+    residual_scale: how far (a fraction of equity) a full action moves the
+        request away from the signal (> 0; used by "residual" only).
+    no_trade_band: a risk-checked target less than this far from the held
+        position sends no order (:func:`banded_target`; 0: every change
+        trades), in [0, 1).
+    """
+
+    mode: str = "target"
+    residual_scale: float = 1.0
+    no_trade_band: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.mode not in ACTION_MODES:
+            raise ValueError(f"action_mode must be one of {ACTION_MODES}, got {self.mode!r}")
+        if not (self.residual_scale > 0 and math.isfinite(self.residual_scale)):
+            raise ValueError(f"residual_scale must be > 0 and finite, got {self.residual_scale}")
+        if not 0.0 <= self.no_trade_band < 1.0:
+            raise ValueError(f"no_trade_band must be in [0, 1), got {self.no_trade_band}")
+
+    @property
+    def residual(self) -> bool:
+        return self.mode == "residual"
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any] | None) -> ActionRule:
+        """From a mapping of :data:`ACTION_KEYS` (an env section, a manifest's
+        ``action``); missing keys (a bundle older than the rule) take the
+        defaults: the action is the target."""
+        config = config or {}
+        return cls(str(config.get("action_mode", "target")),
+                   float(config.get("residual_scale", 1.0)),
+                   float(config.get("no_trade_band", 0.0)))
+
+
+def signal_columns(prediction_names: Sequence[str], rule: ActionRule) -> tuple[int, int]:
+    """Positions of ``p_up`` and ``p_down`` among the prediction columns for
+    :func:`supervised_signal` ((-1, -1) when the rule does not read them);
+    ValueError when a residual rule's state lacks them."""
+    if not rule.residual:
+        return (-1, -1)
+    names = list(prediction_names)
+    missing = [c for c in ("p_up", "p_down") if c not in names]
+    if missing:
+        raise ValueError(f"action_mode 'residual' adjusts p_up - p_down, but the agent's "
+                         f"prediction columns lack {missing}")
+    return names.index("p_up"), names.index("p_down")
+
+
+def supervised_signal(p_up: Any, p_down: Any) -> Any:
+    """The supervised position, ``p_up - p_down`` in float64 (floats or
+    arrays): the ``supervised`` baseline's target and the residual action's
+    base, one definition for both."""
+    return np.asarray(p_up, dtype=np.float64) - np.asarray(p_down, dtype=np.float64)
+
+
+def requested_target(action: Any, label: str = "", *, rule: ActionRule | None = None,
+                     predictions: np.ndarray | None = None,
+                     columns: tuple[int, int] = (-1, -1)) -> float:
     """The agent's action (an array of one entry or a number) as the requested
-    target, a float clipped to [-1, 1]. ValueError (message prefixed with
-    ``label``) when it is NaN."""
+    target, a float clipped to [-1, 1], by ``rule`` (None: the action is the
+    target). A residual rule adds ``residual_scale * action`` (the action
+    clipped to [-1, 1] first) to :func:`supervised_signal` of the decision
+    bar's float32 prediction row ``predictions`` at ``columns``
+    (:func:`signal_columns`). ValueError (message prefixed with ``label``)
+    when the action is NaN."""
     try:
         requested = float(action[0])
     except (TypeError, IndexError):
         requested = float(action)
     if math.isnan(requested):
         raise ValueError(f"{label}action is NaN")
+    if rule is not None and rule.residual:
+        if predictions is None or columns[0] < 0:
+            raise ValueError(f"{label}a residual action needs the prediction row and its "
+                             "p_up / p_down columns")
+        signal = float(supervised_signal(predictions[columns[0]], predictions[columns[1]]))
+        requested = signal + rule.residual_scale * max(-1.0, min(requested, 1.0))
     return max(-1.0, min(requested, 1.0))
+
+
+def banded_target(target: float, position: float, band: float) -> float:
+    """The no-trade band: ``position`` (hold, no order) when ``target`` is
+    less than ``band`` away from it, else ``target``. A flat target (0.0:
+    the drawdown breaker, a flat request, the block's closing step) is
+    always executed. ``band`` 0 never holds."""
+    if target != 0.0 and abs(target - position) < band:
+        return position
+    return target
 
 
 # ------------------------------------------------------------------ risk

@@ -140,10 +140,18 @@ class PortfolioTradingEnv(TradingEpisode):
         obs_clip: float | None = 10.0,
         risk_fn: PortfolioRiskFn | None = None,
         risk_lookback: int = 20,
+        action_mode: Literal["target", "residual"] = "target",
+        residual_scale: float = 1.0,
+        no_trade_band: float = 0.0,
         end_of_data: Literal["terminate", "truncate"] = "terminate",
         close_at_end: bool = False,
         copy_obs: bool = True,
     ) -> None:
+        if action_mode != "target" or no_trade_band != 0.0:
+            # residual_scale is read by the residual mode only.
+            raise ValueError("the portfolio env's action is the target weights: set "
+                             "train_agent.env.action_mode to 'target' and no_trade_band to 0 "
+                             f"for env_kind portfolio (got {action_mode!r}, {no_trade_band})")
         super().__init__()
         if not isinstance(markets, MarketArrays):  # stack_markets refuses a single one
             markets = tuple(markets)

@@ -32,7 +32,16 @@ episode ``sum(log_return) == log(final_equity / initial_cash)``.
 
 A change of target smaller than ``min_trade_fraction`` of equity sends no order
 (no cost): holding the observed position costs nothing even after it went
-through float32. Shares are fractional; cash earns nothing and shorts pay no
+through float32.
+
+The action's meaning (:class:`tradingrl.envs.decision.ActionRule`):
+``action_mode="target"``: the action is the requested target;
+``"residual"``: it adjusts the supervised position ``p_up - p_down`` of bar
+t's predictions, ``requested = p_up - p_down + residual_scale * action``, so
+action 0 trades exactly as the ``supervised`` baseline does. After the risk
+layer, ``no_trade_band`` > 0 keeps the held position (no order) when the
+target is less than the band away from it (a flat target always trades; the
+closing step is never held). Shares are fractional; cash earns nothing and shorts pay no
 borrow fee.
 
 Observation (float32, flat, length ``window * F + P + 4``)::
@@ -69,13 +78,16 @@ import numpy as np
 from tradingrl.envs.arrays import MarketArrays
 from tradingrl.envs.costs import ExecutionCosts, decision_volume
 from tradingrl.envs.decision import (
+    ActionRule,
     allowed_target,
+    banded_target,
     observation_inputs,
     observation_size,
     requested_target,
     return_window,
     risk_columns,
     risk_context,
+    signal_columns,
     write_observation,
 )
 from tradingrl.envs.episode import TradingEpisode
@@ -104,6 +116,8 @@ class SingleAssetTradingEnv(TradingEpisode):
     obs_clip: bound of every observation entry (None: unbounded, no clipping).
     risk_fn: ``(proposed_target, RiskContext) -> allowed_target``; None = no-op.
     risk_lookback: returns in the risk context's window (bars).
+    action_mode / residual_scale / no_trade_band: the action's meaning and the
+        no-trade band (module docstring; :class:`~tradingrl.envs.decision.ActionRule`).
     end_of_data: whether reaching the span's end is "terminate" or "truncate".
     close_at_end: the step that fills at the span's last bar targets flat,
         uncapped (module docstring); False (default) leaves it to the agent.
@@ -132,6 +146,9 @@ class SingleAssetTradingEnv(TradingEpisode):
         obs_clip: float | None = 10.0,
         risk_fn: RiskFn | None = None,
         risk_lookback: int = 20,
+        action_mode: Literal["target", "residual"] = "target",
+        residual_scale: float = 1.0,
+        no_trade_band: float = 0.0,
         end_of_data: Literal["terminate", "truncate"] = "terminate",
         close_at_end: bool = False,
         copy_obs: bool = True,
@@ -165,15 +182,20 @@ class SingleAssetTradingEnv(TradingEpisode):
                                obs_clip)
         self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(1,), dtype=np.float32)
         self._risk_columns = risk_columns(market.prediction_names)
+        self.action_rule = ActionRule(action_mode, float(residual_scale), float(no_trade_band))
+        self._signal_columns = signal_columns(market.prediction_names, self.action_rule)
+        self._band = self.action_rule.no_trade_band
+        self._position_entry = self._win_len + market.n_predictions
         self._reset_account(self.first_bar)
 
     # ------------------------------------------------------------------ gym API
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         if self._done:
             raise RuntimeError("the episode has ended; call reset()")
-        requested = requested_target(action)
-
         t = self._t
+        requested = requested_target(action, rule=self.action_rule, predictions=self._preds[t],
+                                     columns=self._signal_columns)
+
         close_t = self._close[t]
         equity = self._equity
         shares = self._shares
@@ -186,6 +208,9 @@ class SingleAssetTradingEnv(TradingEpisode):
         closing = self.close_at_end and f == self.last_bar
         if closing:
             target = 0.0
+        elif self._band > 0.0:
+            # The observed (float32) position, the one a served policy is told.
+            target = banded_target(target, float(self._obs[self._position_entry]), self._band)
         price = self._fill_price[f]
         order = target * equity / close_t - shares
         traded = unfilled = commission = spread = impact = 0.0

@@ -19,8 +19,9 @@ Baselines (targets decided at bar t from bars <= t only):
 - ``buy_and_hold``: target 1; ``flat``: target 0;
 - ``sma_crossover``: 1 when the fast simple moving average of closes is
   above the slow one, else 0 (or -1 with ``sma_short``);
-- ``supervised``: p_up - p_down of the CNN+LSTM at t, 0 when its confidence
-  is below ``supervised_min_confidence``;
+- ``supervised``: p_up - p_down of the CNN+LSTM at t
+  (:func:`tradingrl.envs.decision.supervised_signal`, the residual action's
+  base too), 0 when its confidence is below ``supervised_min_confidence``;
 - ``random``: uniform in [-1, 1], seeded: each (fold, symbol) draws from its
   own generator (:func:`random_targets`), derived from ``random_seed`` with
   numpy's SeedSequence and spawn key (fold, a stable hash of the symbol), so
@@ -40,6 +41,7 @@ import pandas as pd
 
 from tradingrl.backtest import backtest_positions
 from tradingrl.envs.arrays import MarketArrays
+from tradingrl.envs.decision import supervised_signal
 from tradingrl.evaluation.performance import fill_record_summary, performance_summary
 
 BASELINE_NAMES: tuple[str, ...] = ("buy_and_hold", "flat", "sma_crossover", "supervised", "random")
@@ -120,7 +122,7 @@ def supervised_targets(market: MarketArrays, first_decision: int, n_steps: int,
         return None
     bars = np.arange(first_decision, first_decision + n_steps)
     preds = market.predictions[bars].astype(np.float64)
-    target = preds[:, names.index("p_up")] - preds[:, names.index("p_down")]
+    target = supervised_signal(preds[:, names.index("p_up")], preds[:, names.index("p_down")])
     if "confidence" in names:
         target[preds[:, names.index("confidence")] < settings.supervised_min_confidence] = 0.0
     return np.clip(target, -1.0, 1.0)

@@ -140,6 +140,7 @@ def replay_env_kwargs(policy: Any, env_config: Mapping[str, Any], *,
         "initial_cash": float(env.get("initial_cash", 1_000_000.0)),
         "fill": env.get("fill", "next_open"),
         "costs": ExecutionCosts(**env_config["costs"]),
+        **dict(agent.get("action") or {}),  # the action's meaning is the policy's own
     }
     if risk_from_config:
         if "risk" not in env_config:

@@ -176,7 +176,14 @@ def _check_features(params: Mapping[str, Any]) -> tuple[int, dict[str, Any]]:
 def _agent_section(env_config: Mapping[str, Any], scaler_names: list[str]) -> dict[str, Any]:
     from tradingrl.agents.training import ALGORITHM_NAMES
     from tradingrl.envs.arrays import check_state_columns
-    from tradingrl.envs.decision import ACCOUNT_STATE_NAMES, observation_size, risk_fn_from_config
+    from tradingrl.envs.decision import (
+        ACCOUNT_STATE_NAMES,
+        ACTION_KEYS,
+        ActionRule,
+        observation_size,
+        risk_fn_from_config,
+        signal_columns,
+    )
     from tradingrl.features.technical import FEATURE_COLUMNS
     from tradingrl.models.predict import PREDICTION_COLUMNS
 
@@ -213,6 +220,8 @@ def _agent_section(env_config: Mapping[str, Any], scaler_names: list[str]) -> di
     if risk["enabled"] and "forecast_horizon_bars" not in risk:
         raise ValueError("agent env_config.json's risk section lacks 'forecast_horizon_bars'")
     risk_fn_from_config(risk)  # the policy's own build: bad limits raise now, not at load
+    action = {k: env.get(k, env_default(k)) for k in ACTION_KEYS}
+    signal_columns(predictions, ActionRule.from_config(action))  # residual needs p_up, p_down
     return {
         "dir": AGENT_DIR,
         "algorithm": env_config["algorithm"],
@@ -224,6 +233,7 @@ def _agent_section(env_config: Mapping[str, Any], scaler_names: list[str]) -> di
         "obs_clip": None if obs_clip is None else float(obs_clip),
         "risk_lookback": int(env.get("risk_lookback", env_default("risk_lookback"))),
         "risk": risk,
+        "action": action,
     }
 
 

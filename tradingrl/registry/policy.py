@@ -18,15 +18,19 @@ bar t, through the pipeline's own code path:
    prediction columns at t, both float32 clipped to ``obs_clip``, then the
    account's position, cash / equity, unrealised PnL / equity and drawdown
    (each clipped);
-4. agent: the SB3 policy's deterministic action, clipped to [-1, 1]
-   (:func:`~tradingrl.envs.decision.requested_target`);
+4. agent: the SB3 policy's deterministic action, clipped to [-1, 1], read
+   by the bundle's action rule (the target itself, or an adjustment of the
+   supervised position p_up - p_down: :func:`~tradingrl.envs.decision.requested_target`);
 5. risk layer: the risk function of
    :func:`~tradingrl.envs.decision.risk_fn_from_config` (the bundle's risk
    section) applied by :func:`~tradingrl.envs.decision.allowed_target` to
    the environment's :func:`~tradingrl.envs.decision.risk_context`: the last
    ``risk_lookback`` log returns of the feature rows' closes, sigma over the
    window's closes, the account, the (float32, clipped) confidence and
-   expected return at t, and the risk state carried in the account.
+   expected return at t, and the risk state carried in the account;
+6. no-trade band (the action rule's ``no_trade_band`` > 0): a target less
+   than the band away from the account's position returns that position
+   (:func:`~tradingrl.envs.decision.banded_target`).
 
 Timing: the returned ``target`` is the signed fraction of equity to hold,
 decided with bars <= t only, to be filled at bar t+1 (its open by default,
@@ -84,9 +88,16 @@ class TradingPolicy:
         self.obs_size = int(spec["observation_size"])
         self.min_bars = int(manifest["min_history_bars"])
         self.min_feature_rows = int(manifest["input"]["history"]["min_feature_rows"])
-        from tradingrl.envs.decision import risk_columns, risk_fn_from_config
+        from tradingrl.envs.decision import (
+            ActionRule,
+            risk_columns,
+            risk_fn_from_config,
+            signal_columns,
+        )
 
         self.risk_fn = risk_fn_from_config(spec["risk"])
+        self.action_rule = ActionRule.from_config(spec.get("action"))
+        self._signal_columns = signal_columns(self.prediction_columns, self.action_rule)
         self.risk_lookback = int(spec["risk_lookback"])
         self._risk_columns = risk_columns(self.prediction_columns)
         if list(agent_scaler.feature_names) != list(spec["features"]):
@@ -176,6 +187,7 @@ class TradingPolicy:
         from tradingrl.envs.arrays import log_returns, rolling_sigma
         from tradingrl.envs.decision import (
             allowed_target,
+            banded_target,
             observation_bound,
             observation_inputs,
             requested_target,
@@ -223,7 +235,8 @@ class TradingPolicy:
 
         action, _ = self.agent.predict(obs, deterministic=True)
         label = f"symbol {symbol}: "
-        requested = requested_target(action, label)
+        requested = requested_target(action, label, rule=self.action_rule, predictions=preds,
+                                     columns=self._signal_columns)
 
         state = RiskState(float(account.peak_equity), bool(account.breaker_active),
                           int(account.bars_since_trip))
@@ -244,6 +257,8 @@ class TradingPolicy:
                 preds, self._risk_columns, memory)
             target = allowed_target(self.risk_fn, requested, context, label)
             state, binding = memory["risk_state"], memory["binding"]
+        if self.action_rule.no_trade_band > 0.0:
+            target = banded_target(target, account.position, self.action_rule.no_trade_band)
 
         row = {
             "symbol": symbol,
