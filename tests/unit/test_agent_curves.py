@@ -27,6 +27,12 @@ def test_training_curves_are_logged_per_seed_with_steps(tmp_path: Path) -> None:
     assert "seed0/rollout/ep_rew_mean" in logged
     assert "seed0/train/loss" in logged
     assert "seed0/eval/mean_reward" in logged
+    # The trading curves: turnover, costs, position and the action's percentiles.
+    assert logged["seed0/trade/turnover_per_step"] > 0.0
+    assert logged["seed0/trade/cost_per_step"] > 0.0
+    assert 0.0 < logged["seed0/trade/mean_abs_position"] <= 1.0 + 1e-9
+    quantiles = [logged[f"seed0/trade/action_p{q:02d}"] for q in (5, 25, 50, 75, 95)]
+    assert quantiles == sorted(quantiles) and quantiles[0] < quantiles[-1]
     history = client.get_metric_history(run.info.run_id, "seed0/train/loss")
     steps = [m.step for m in history]
     assert steps == sorted(steps) and len(steps) >= 3 and steps[-1] <= 256

@@ -342,6 +342,8 @@ def train_agent(
     from stable_baselines3.common.evaluation import evaluate_policy
     from stable_baselines3.common.vec_env import DummyVecEnv
 
+    from tradingrl.agents.curves import trading_stats_callback
+
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     env_kwargs = dict(env_kwargs or {})
@@ -436,7 +438,9 @@ def train_agent(
         remaining = settings.total_timesteps - model.num_timesteps
         if remaining > 0:
             model.learn(total_timesteps=remaining,
-                        callback=CallbackList([evaluator, checkpointer, *callbacks]),
+                        callback=CallbackList([evaluator, checkpointer,
+                                               trading_stats_callback(evaluator.eval_freq),
+                                               *callbacks]),
                         reset_num_timesteps=checkpoint is None)
 
         best = float(evaluator.best_mean_reward)

@@ -122,19 +122,18 @@ def evaluate_fold_job(table: pd.DataFrame, fold: Fold, config: FoldConfig,
     return evaluate_fold(table, fold, config)
 
 
-def evaluate_fold(table: pd.DataFrame, fold: Fold, config: FoldConfig) -> FoldResult:
-    """Train the fold's agents on the data before ``fold``'s test block and
-    trade the block with them and with the baselines (see the module docstring).
-
-    table: the agent table (:func:`tradingrl.agents.data.build_agent_table`).
-    """
+def fold_markets(table: pd.DataFrame, fold: Fold, config: FoldConfig
+                 ) -> tuple[dict[str, pd.Timestamp], list[Any], list[Any], list[Any]]:
+    """The fold's agent data (module docstring, step 1): its spans and the
+    training, validation and test markets, one per symbol, scaled with the
+    scaler fitted on the training span (the validation and test markets carry
+    :func:`~tradingrl.agents.data.history_lookback` bars of history)."""
     from tradingrl.agents.data import (
         agent_spans,
         fit_agent_scaler,
         history_lookback,
         span_markets,
     )
-    from tradingrl.agents.training import algorithm_classes, rollout_policy, train_seeds
 
     sessions = pd.DatetimeIndex(table["timestamp"].unique()).sort_values()
     before = sessions[sessions < fold.test_start]
@@ -146,7 +145,6 @@ def evaluate_fold(table: pd.DataFrame, fold: Fold, config: FoldConfig) -> FoldRe
     history = table[table["timestamp"] <= before[-1]]
     spans = agent_spans(history, config.val_fraction)
     scaler = fit_agent_scaler(table, config.features, spans["train_start"], spans["train_end"])
-    window = int(config.env_kwargs.get("window", 20))
     lookback = history_lookback(config.env_kwargs)
     train = span_markets(table, scaler, config.prediction_names, start=spans["train_start"],
                          end=spans["train_end"], lookback=0)
@@ -154,6 +152,19 @@ def evaluate_fold(table: pd.DataFrame, fold: Fold, config: FoldConfig) -> FoldRe
                        end=spans["val_end"], lookback=lookback)
     test = span_markets(table, scaler, config.prediction_names, start=fold.test_start,
                         end=fold.test_end, lookback=lookback)
+    return spans, train, val, test
+
+
+def evaluate_fold(table: pd.DataFrame, fold: Fold, config: FoldConfig) -> FoldResult:
+    """Train the fold's agents on the data before ``fold``'s test block and
+    trade the block with them and with the baselines (see the module docstring).
+
+    table: the agent table (:func:`tradingrl.agents.data.build_agent_table`).
+    """
+    from tradingrl.agents.training import algorithm_classes, rollout_policy, train_seeds
+
+    spans, train, val, test = fold_markets(table, fold, config)
+    window = int(config.env_kwargs.get("window", 20))
     results = train_seeds(train, val, config.settings, out_dir=Path(config.out_dir),
                           env_kwargs=config.env_kwargs)
 

@@ -1,0 +1,323 @@
+"""Which decision tier earns its keep? An ablation of the RL agent's settings,
+judged as the pipeline judges it: the walk-forward evaluation of the evaluate
+stage (purged, embargoed folds; costs; risk layer; every baseline) and the
+promotion gate at params.yaml's thresholds.
+
+Each configuration (:data:`CONFIGS`) is a set of departures from params.yaml's
+``train_agent`` section; everything else is the shipped defaults. A run
+evaluates every configuration on one market; ``--market`` picks it:
+
+- ``default``: the built-in synthetic market of params.yaml's ``ingest``
+  section. With ``--from-repo DIR`` the features, bars and out-of-fold
+  CNN+LSTM predictions are read from a repository where ``dvc repro
+  predict_oof`` ran (the pipeline's own predictions, default model);
+  otherwise they are computed as below.
+- a planted regularity on an otherwise random-walk market (the negative
+  control's knobs, tests/integration/test_controls.py, with one source of
+  predictability switched on; no setting is tuned per market):
+
+  * ``momentum``: lag-1 momentum 0.3 in every bar (the positive control's);
+  * ``reversion``: lag-1 reversal 0.3 in every bar (r_t = -0.3 r_{t-1} + noise);
+  * ``vol_trend``: trending episodes (mean 63 bars) with an annualised drift
+    of 0.8 whose sign is drawn per episode, between calmer mean-reverting
+    and volatile episodes without drift (the generator's regimes);
+  * ``random_walk``: none at all (the gate must refuse).
+
+  Their out-of-fold predictions come from the real out-of-fold procedure
+  with ``--model``: ``tiny`` (the repro test's CNN+LSTM, seconds) or
+  ``default`` (params.yaml's, minutes per market).
+
+``--market-seeds`` gives the market seeds (each a separate market).
+
+Printed: one row per (market seed, configuration): the policy's
+out-of-sample Sharpe (the fold's seed chosen on validation), the mean and
+std of the seeds' own Sharpes, turnover per unit of exposure (turnover /
+mean gross position), costs paid (cost drag, fraction of equity), DSR, the
+gate's decision, and the supervised and buy-and-hold baselines' Sharpe and
+turnover per exposure. Everything goes to ``--out`` (JSON, with the code
+hash of the evaluate stage).
+
+    python -m benchmarks.bench_agent_ablation --market default --from-repo /path/to/clone
+    python -m benchmarks.bench_agent_ablation --market momentum --market-seeds 1 2 3 \\
+        --configs target residual residual_band
+
+Results are read in docs/agent_study.md; the numbers there come from this
+script's JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import sys
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from benchmarks.bench_null_gate import RANDOM_WALK, cnn_lstm_predictions, dsr_trials, load_sections
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+# Planted markets: the random walk plus one regularity (module docstring).
+PLANTED: dict[str, dict[str, Any]] = {
+    "random_walk": dict(RANDOM_WALK),
+    "momentum": {**RANDOM_WALK, "trend_momentum": 0.3,
+                 "regime_durations": (1_000_000.0, 1.0, 1.0)},
+    "reversion": {**RANDOM_WALK, "reversal": 0.3, "regime_durations": (1.0, 1_000_000.0, 1.0)},
+    "vol_trend": {**RANDOM_WALK, "trend_drift": 0.8},
+}
+MARKETS: tuple[str, ...] = ("default", *PLANTED)
+
+# Departures from params.yaml's train_agent section, by dotted key.
+CONFIGS: dict[str, dict[str, Any]] = {
+    # The action is the target position (the tier as it was first built).
+    "target": {"env.action_mode": "target", "env.no_trade_band": 0.0},
+    # Cost-aware target: no order for a change below 0.1 of equity.
+    "target_band": {"env.action_mode": "target", "env.no_trade_band": 0.1},
+    # The action adjusts the supervised position p_up - p_down.
+    "residual": {"env.action_mode": "residual", "env.residual_scale": 1.0,
+                 "env.no_trade_band": 0.0},
+    "residual_band": {"env.action_mode": "residual", "env.residual_scale": 1.0,
+                      "env.no_trade_band": 0.1},
+    "residual_small": {"env.action_mode": "residual", "env.residual_scale": 0.5,
+                       "env.no_trade_band": 0.05},
+    # Exploration noise: std exp(-1) = 0.37 instead of 1.
+    "residual_band_lowstd": {"env.action_mode": "residual", "env.residual_scale": 1.0,
+                             "env.no_trade_band": 0.1, "policy_kwargs.log_std_init": -1.0},
+    "target_band_lowstd": {"env.action_mode": "target", "env.no_trade_band": 0.1,
+                           "policy_kwargs.log_std_init": -1.0},
+    # The other algorithms, same budget.
+    "sac_residual_band": {"algorithm": "sac", "env.action_mode": "residual",
+                          "env.no_trade_band": 0.1},
+    "td3_residual_band": {"algorithm": "td3", "env.action_mode": "residual",
+                          "env.no_trade_band": 0.1},
+    # As params.yaml ships it: no departure.
+    "shipped": {},
+}
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--market", choices=MARKETS, default="default")
+    parser.add_argument("--market-seeds", type=int, nargs="+", default=None,
+                        help="market seeds (default: params.yaml's ingest seed for 'default', "
+                             "1 otherwise)")
+    parser.add_argument("--symbols", type=int, default=None,
+                        help="symbols (default: params.yaml's for 'default', 4 for planted)")
+    parser.add_argument("--bars", type=int, default=None,
+                        help="bars per symbol (default: params.yaml's for 'default', 1600 "
+                             "for planted)")
+    parser.add_argument("--from-repo", type=Path, default=None,
+                        help="read features, bars and out-of-fold predictions from this "
+                             "repository (market 'default', one seed: the repository's)")
+    parser.add_argument("--model", choices=("tiny", "default"), default="tiny",
+                        help="CNN+LSTM of the out-of-fold predictions when computed")
+    parser.add_argument("--configs", nargs="+", default=["target", "residual", "residual_band"],
+                        help=f"configurations, of {sorted(CONFIGS)}")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="JSON (default reports/ablation/<market>.json)")
+    args = parser.parse_args(argv)
+    unknown = [c for c in args.configs if c not in CONFIGS]
+    if unknown:
+        parser.error(f"unknown configurations {unknown}; known: {sorted(CONFIGS)}")
+    if args.from_repo is not None and args.market != "default":
+        parser.error("--from-repo reads the default market's pipeline outputs only")
+    return args
+
+
+def with_overrides(section: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """``section`` (deep-copied) with each dotted key of ``overrides`` set."""
+    out = copy.deepcopy(dict(section))
+    for dotted, value in overrides.items():
+        node = out
+        *parents, leaf = dotted.split(".")
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+    return out
+
+
+def market_inputs(args: argparse.Namespace, seed: int, sections: Mapping[str, Any],
+                  work: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, list[Any]]:
+    """(features table, bars, out-of-fold predictions, folds) of one market."""
+    from tradingrl.features.build import build_feature_table
+    from tradingrl.features.labels import LabelSpec
+    from tradingrl.splits.walk_forward import folds_from_params
+
+    walk_forward = sections["walk_forward"]
+    if args.from_repo is not None:
+        repo = args.from_repo
+        frame = pd.read_parquet(repo / "data" / "features" / "features.parquet")
+        bars = pd.read_parquet(repo / "data" / "validated" / "ohlcv.parquet")
+        oof = pd.read_parquet(repo / "data" / "predictions" / "oof.parquet")
+        return frame, bars, oof, folds_from_params(frame["timestamp"], walk_forward)
+
+    from tradingrl.data.synthetic import SyntheticMarketConfig, generate_market
+    from tradingrl.params import load_params
+
+    ingest = load_params("ingest", REPO_ROOT / "params.yaml")["synthetic"]
+    if args.market == "default":
+        knobs = {k: v for k, v in ingest.items() if k not in ("seed",)}
+    else:
+        knobs = {"n_symbols": 4, "n_bars": 1600, "start": ingest["start"],
+                 **PLANTED[args.market]}
+    if args.symbols is not None:
+        knobs["n_symbols"] = args.symbols
+    if args.bars is not None:
+        knobs["n_bars"] = args.bars
+    bars = generate_market(SyntheticMarketConfig(**knobs, seed=seed))
+    features = sections["features"]
+    frame, report = build_feature_table(bars, LabelSpec(**features["label"]),
+                                        warmup_bars=features["warmup_bars"])
+    folds = folds_from_params(frame["timestamp"], walk_forward)
+    if args.model == "tiny":
+        oof = cnn_lstm_predictions(frame, report["features"], folds, sections["train_model"],
+                                   work)
+    else:
+        from tradingrl.models.fit import TrainSettings
+        from tradingrl.models.oof import out_of_fold_predictions
+
+        oof, _ = out_of_fold_predictions(
+            frame, report["features"], TrainSettings.from_params(sections["train_model"]),
+            folds, checkpoint_root=work / "oof", run_key="bench_agent_ablation",
+            log=lambda _: None)
+    return frame, bars, oof, folds
+
+
+def turnover_per_exposure(stats: Mapping[str, Any]) -> float | None:
+    """Turnover (sum of traded notional / equity) per unit of mean gross
+    position; None for a book that never held a position."""
+    turnover, exposure = stats.get("turnover"), stats.get("exposure")
+    if turnover is None or not exposure:
+        return None
+    return float(turnover) / float(exposure)
+
+
+def evaluate_config(name: str, inputs: tuple[Any, ...], sections: Mapping[str, Any],
+                    work: Path) -> dict[str, Any]:
+    """The walk-forward evaluation and gate of configuration ``name``."""
+    from tradingrl.agents.data import build_agent_table
+    from tradingrl.agents.run import env_kwargs_from_params
+    from tradingrl.agents.training import AgentSettings
+    from tradingrl.evaluation.books import BaselineSettings
+    from tradingrl.evaluation.policy_eval import FoldConfig
+    from tradingrl.evaluation.record import run_walk_forward, walk_forward_record
+    from tradingrl.registry.gate import GateThresholds, run_gate
+
+    start = time.perf_counter()
+    frame, bars, oof, folds = inputs
+    agent_params = with_overrides(sections["train_agent"], CONFIGS[name])
+    settings = AgentSettings.from_params(agent_params)
+    features = tuple(agent_params["features"])
+    prediction_names = tuple(agent_params["prediction_columns"])
+    table, _ = build_agent_table(frame, bars, oof, features, prediction_names)
+    config = FoldConfig(
+        settings=settings, env_kwargs=env_kwargs_from_params(agent_params, settings.env),
+        features=features, prediction_names=prediction_names,
+        val_fraction=agent_params["val_fraction"], out_dir=work / name,
+        embargo_timestamps=int(sections["walk_forward"].get("embargo_timestamps", 0)),
+        baselines=BaselineSettings(**sections["evaluate"]["baselines"]))
+    results = run_walk_forward(table, folds, config, runs_root=work / name,
+                               torch_threads=int(agent_params["torch_threads"]),
+                               runner=None, log=lambda _: None)
+    evaluation = walk_forward_record(
+        results, bars_per_year=int(sections["evaluate"]["bars_per_year"]),
+        trials=dsr_trials(len(settings.seeds), sections),
+        pbo_splits=int(sections["evaluate"]["pbo_splits"]),
+        config={"algorithm": settings.algorithm, "departures": CONFIGS[name]})
+    passed, checks = run_gate(evaluation, GateThresholds.from_params(sections["promote"]),
+                              champion=None)
+    policy = evaluation["policy"]["overall"]
+    baselines = {n: b["overall"] for n, b in evaluation["baselines"].items()}
+    seeds = [s for s in evaluation["policy"]["seeds"]["sharpe_per_seed"] if s is not None]
+    return {
+        "config": name, "departures": CONFIGS[name],
+        "promoted": bool(passed),
+        "failed_checks": [c.name for c in checks if not c.passed],
+        "policy": {k: policy.get(k) for k in ("sharpe", "max_drawdown", "turnover",
+                                              "exposure", "cost_drag", "annualised_return")},
+        "policy_turnover_per_exposure": turnover_per_exposure(policy),
+        "per_fold_sharpe": [f["sharpe"] for f in evaluation["policy"]["per_fold"]],
+        "seed_sharpes": seeds,
+        "seed_sharpe_mean": float(np.mean(seeds)) if seeds else None,
+        "seed_sharpe_std": float(np.std(seeds, ddof=1)) if len(seeds) > 1 else None,
+        "chosen_seeds": evaluation["policy"]["chosen_seeds"],
+        "dsr": evaluation["policy"]["dsr"].get("dsr"),
+        "baselines": {n: {"sharpe": b.get("sharpe"), "turnover": b.get("turnover"),
+                          "exposure": b.get("exposure"), "cost_drag": b.get("cost_drag"),
+                          "turnover_per_exposure": turnover_per_exposure(b)}
+                      for n, b in baselines.items()},
+        "best_baseline": evaluation["best_baseline"],
+        "seconds": time.perf_counter() - start,
+    }
+
+
+def _f(value: Any, spec: str = "+.2f") -> str:
+    return "n/a" if value is None else format(value, spec)
+
+
+def row_text(market: str, seed: int, r: Mapping[str, Any]) -> str:
+    supervised = r["baselines"].get("supervised", {})
+    bh = r["baselines"]["buy_and_hold"]
+    return (f"| {market} | {seed} | {r['config']} | {_f(r['policy']['sharpe'])} | "
+            f"{_f(r['seed_sharpe_mean'])} +- {_f(r['seed_sharpe_std'], '.2f')} | "
+            f"{_f(r['policy_turnover_per_exposure'], '.0f')} | "
+            f"{_f(r['policy']['cost_drag'], '.3f')} | {_f(r['dsr'], '.3f')} | "
+            f"{'promoted' if r['promoted'] else 'refused'} | {_f(supervised.get('sharpe'))} / "
+            f"{_f(supervised.get('turnover_per_exposure'), '.0f')} | {_f(bh['sharpe'])} | "
+            f"{r['seconds']:.0f} s |")
+
+
+HEADER = ("| market | seed | config | Sharpe | seeds mean +- std | turnover/exposure | "
+          "cost drag | DSR | gate | supervised Sharpe / turnover/exp | buy & hold | time |\n"
+          "|---|---|---|---|---|---|---|---|---|---|---|---|")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
+    import torch
+
+    from tradingrl.params import load_params
+    from tradingrl.resume import code_hash
+
+    code = code_hash("evaluate")[:16]
+    sections = dict(load_sections())
+    torch.set_num_threads(int(sections["train_agent"]["torch_threads"]))
+    if args.market_seeds is None:
+        default_seed = load_params("ingest", REPO_ROOT / "params.yaml")["synthetic"]["seed"]
+        args.market_seeds = [int(default_seed)] if args.market == "default" else [1]
+    if args.from_repo is not None and len(args.market_seeds) != 1:
+        raise SystemExit("--from-repo holds one market: give one --market-seeds (or none)")
+    out = args.out or REPO_ROOT / "reports" / "ablation" / f"{args.market}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    rows: list[dict[str, Any]] = []
+    print(HEADER, flush=True)
+    for seed in args.market_seeds:
+        with tempfile.TemporaryDirectory(prefix="ablation_") as tmp:
+            work = Path(tmp)
+            began = time.perf_counter()
+            inputs = market_inputs(args, seed, sections, work)
+            prepared = time.perf_counter() - began
+            for name in args.configs:
+                result = evaluate_config(name, inputs, sections, work)
+                result.update(market=args.market, market_seed=seed,
+                              inputs_seconds=prepared)
+                rows.append(result)
+                print(row_text(args.market, seed, result), flush=True)
+                payload = {"code_evaluate": code, "market": args.market,
+                           "planted": PLANTED.get(args.market),
+                           "from_repo": None if args.from_repo is None else str(args.from_repo),
+                           "model": None if args.from_repo is not None else args.model,
+                           "results": rows}
+                out.write_text(json.dumps(payload, indent=1, default=float) + "\n")
+    print(f"results: {out}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
