@@ -4,6 +4,7 @@ and the evaluation reports the env's own numbers."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import pickle
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from tests.markets import random_market
 from tradingrl.agents import (
     AgentSettings,
     algorithm_classes,
@@ -85,6 +87,34 @@ def test_ppo_learns_a_planted_signal_better_than_random_and_flat(tmp_path: Path)
     assert learned > 1.0
     assert learned > random_mean + 0.5
     assert agent.best_val_mean_reward > 0.5
+    done = json.loads((tmp_path / "done.json").read_text())
+    assert done["kept_untrained"] is False and done["improvement_t"] >= 2.0  # params' default
+
+
+def test_an_agent_that_learned_nothing_significant_keeps_the_untrained_policy(
+        tmp_path: Path) -> None:
+    """Noise features, noise returns: whatever checkpoint validated best, it
+    does not beat the untrained policy (action 0: flat here) by a t of 2 on
+    validation, so the seed's best model is the untrained one, byte for
+    byte, and its validation score is the untrained policy's (0: flat)."""
+    market = random_market(300, seed=5, n_features=2)
+    settings = tiny_settings(total_timesteps=512, eval_freq=128, checkpoint_freq=512,
+                             learning_rate=3e-3)
+    agent = train_agent(market, random_market(150, seed=6, n_features=2), settings, seed=0,
+                        out_dir=tmp_path, env_kwargs={"window": 2, "costs": ExecutionCosts()})
+    done = json.loads((tmp_path / "done.json").read_text())
+    assert done["kept_untrained"] is True, done
+    assert (tmp_path / "best_model.zip").read_bytes() == (
+        tmp_path / "initial_model.zip").read_bytes()
+    assert agent.best_val_mean_reward == 0.0
+    # The rule off: the best validation checkpoint stays, whatever its margin.
+    off = train_agent(market, random_market(150, seed=6, n_features=2),
+                      tiny_settings(total_timesteps=512, eval_freq=128, checkpoint_freq=512,
+                                    learning_rate=3e-3, min_improvement_t=None),
+                      seed=0, out_dir=tmp_path / "off",
+                      env_kwargs={"window": 2, "costs": ExecutionCosts()})
+    assert json.loads((tmp_path / "off" / "done.json").read_text())["kept_untrained"] is None
+    assert off.best_val_mean_reward >= 0.0
 
 
 def test_evaluate_flat_policy_is_zero_and_long_policy_reports_env_numbers() -> None:

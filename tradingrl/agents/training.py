@@ -50,8 +50,10 @@ from tradingrl.envs.single_asset import SingleAssetTradingEnv
 from tradingrl.resume import mark_done, read_done
 
 ALGORITHM_NAMES: tuple[str, ...] = ("ppo", "sac", "td3")
+VEC_ENVS: tuple[str, ...] = ("dummy", "subproc")
 BEST_MODEL_NAME = "best_model"  # EvalCallback's file name: <out_dir>/best_model.zip
 FINAL_MODEL_NAME = "final_model"  # the model as training left it, saved once it finished
+INITIAL_MODEL_NAME = "initial_model"  # the untrained policy (action 0), saved before training
 CHECKPOINT_DIR = "checkpoints"
 CHECKPOINT_PREFIX = "agent"
 _CHECKPOINT_RE = re.compile(rf"^{CHECKPOINT_PREFIX}_(\d+)_steps\.zip$")
@@ -70,8 +72,11 @@ class AgentSettings:
 
     algorithm: "ppo", "sac" or "td3" (SAC/TD3 need the env's continuous Box action).
     total_timesteps: environment steps to train for (all envs together).
-    n_envs: parallel training environments; > 1 runs them in subprocesses
-        (``SubprocVecEnv``), 1 in-process (``DummyVecEnv``).
+    n_envs: parallel training environments, stepped as one batch.
+    vec_env: "dummy" (``DummyVecEnv``: the envs in this process, one after
+        another; the policy's forward pass is batched over them) or
+        "subproc" (``SubprocVecEnv``: one process each). One env is always
+        in-process.
     seeds: the seeds :func:`train_seeds` runs; their count is the number of
         trials a deflated Sharpe ratio must account for.
     learning_rate: the optimiser's step size.
@@ -91,11 +96,16 @@ class AgentSettings:
         GPU are slower).
     env: "single_asset" (one symbol per episode; validation trades every
         symbol) or "portfolio" (weights over all symbols), see :func:`build_env`.
+    min_improvement_t: the trained model replaces the untrained policy only
+        when its validation book beats the untrained one's by at least this
+        paired t-statistic (:func:`validation_improvement`); None: the best
+        validation model is kept whatever its margin.
     """
 
     algorithm: str = "ppo"
     total_timesteps: int = 100_000
     n_envs: int = 1
+    vec_env: str = "dummy"
     seeds: tuple[int, ...] = (0, 1, 2)
     learning_rate: float = 3e-4
     policy_kwargs: Mapping[str, Any] = field(default_factory=dict)
@@ -108,6 +118,7 @@ class AgentSettings:
     policy: str = "MlpPolicy"
     device: str = "cpu"
     env: str = "single_asset"
+    min_improvement_t: float | None = 2.0
 
     def __post_init__(self) -> None:
         if self.algorithm not in ALGORITHM_NAMES:
@@ -125,10 +136,15 @@ class AgentSettings:
         if not seeds or len(set(seeds)) != len(seeds):
             raise ValueError(f"seeds must be a non-empty tuple of distinct ints, got {self.seeds}")
         object.__setattr__(self, "seeds", seeds)
+        if self.vec_env not in VEC_ENVS:
+            raise ValueError(f"vec_env must be one of {VEC_ENVS}, got {self.vec_env!r}")
         if self.env not in ENV_KINDS:
             raise ValueError(f"env must be one of {ENV_KINDS}, got {self.env!r}")
         if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+        if self.min_improvement_t is not None and not math.isfinite(self.min_improvement_t):
+            raise ValueError(f"min_improvement_t must be finite or None, got "
+                             f"{self.min_improvement_t}")
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> AgentSettings:
@@ -139,6 +155,7 @@ class AgentSettings:
             env=params["env_kind"],
             total_timesteps=params["total_timesteps"],
             n_envs=params["n_envs"],
+            vec_env=params["vec_env"],
             seeds=tuple(params["seeds"]),
             learning_rate=params["learning_rate"],
             policy_kwargs=dict(params.get("policy_kwargs") or {}),
@@ -148,6 +165,7 @@ class AgentSettings:
             patience=params["patience"],
             min_evals=params["min_evals"],
             checkpoint_freq=params["checkpoint_freq"],
+            min_improvement_t=params["min_improvement_t"],
         )
 
 
@@ -229,14 +247,18 @@ def make_env_fn(markets: Markets, *, kind: str = "single_asset",
 
 
 def make_vec_env_for(markets: Markets, env_kwargs: Mapping[str, Any], *, n_envs: int,
-                     seed: int, kind: str = "single_asset") -> Any:
-    """``n_envs`` environments on ``markets``: ``SubprocVecEnv`` when n_envs > 1,
-    else ``DummyVecEnv`` (env i is seeded ``seed + i`` by ``make_vec_env``)."""
+                     seed: int, kind: str = "single_asset", vec_env: str = "dummy") -> Any:
+    """``n_envs`` environments on ``markets``: ``SubprocVecEnv`` when n_envs > 1
+    and ``vec_env`` is "subproc", else ``DummyVecEnv`` (env i is seeded
+    ``seed + i`` by ``make_vec_env``)."""
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 
+    if vec_env not in VEC_ENVS:
+        raise ValueError(f"vec_env must be one of {VEC_ENVS}, got {vec_env!r}")
+    subproc = n_envs > 1 and vec_env == "subproc"
     return make_vec_env(make_env_fn(markets, kind=kind, **env_kwargs), n_envs=n_envs, seed=seed,
-                        vec_env_cls=SubprocVecEnv if n_envs > 1 else DummyVecEnv)
+                        vec_env_cls=SubprocVecEnv if subproc else DummyVecEnv)
 
 
 def validation_env_fns(markets: Markets, env_kwargs: Mapping[str, Any], *,
@@ -363,7 +385,7 @@ def train_agent(
 
     kind = settings.env
     train_env = make_vec_env_for(train_market, env_kwargs, n_envs=settings.n_envs, seed=seed,
-                                 kind=kind)
+                                 kind=kind, vec_env=settings.vec_env)
     eval_fns = validation_env_fns(val_market, env_kwargs, kind=kind)
     eval_env = DummyVecEnv(eval_fns)
     eval_env.seed(seed)
@@ -422,6 +444,7 @@ def train_agent(
             evaluator.evaluations_results = [[float(r) for r in rewards]]
             evaluator.evaluations_length = [[int(n) for n in lengths]]
             save_atomically(model, best_path)
+            save_atomically(model, out / f"{INITIAL_MODEL_NAME}.zip")
         elif best_path.exists():
             # The score to beat is the saved best model's own, validated again
             # (deterministic), not the history's maximum: a kill between the
@@ -450,15 +473,82 @@ def train_agent(
         if not best_path.exists() or final_mean > best:
             save_atomically(model, best_path)
             best = final_mean
+        improvement_t, kept_untrained = _keep_untrained_unless_better(
+            algorithm, out, settings, val_market, env_kwargs, eval_env, n_eval)
+        if kept_untrained is True:
+            best = improvement_t[1]
         save_atomically(model, out / f"{FINAL_MODEL_NAME}.zip")
         mark_done(out, {"key": key, "best_val_mean_reward": best,
-                        "timesteps": int(model.num_timesteps)})
+                        "timesteps": int(model.num_timesteps),
+                        "improvement_t": improvement_t[0], "kept_untrained": kept_untrained})
         return TrainedAgent(model=model, best_val_mean_reward=best, best_model_path=best_path,
                             timesteps=int(model.num_timesteps), seed=int(seed),
                             resumed_from=checkpoint)
     finally:
         train_env.close()
         eval_env.close()
+
+
+def _keep_untrained_unless_better(algorithm: type, out: Path, settings: AgentSettings,
+                                  val_market: Markets, env_kwargs: Mapping[str, Any],
+                                  eval_env: Any, n_eval: int
+                                  ) -> tuple[tuple[float | None, float], bool | None]:
+    """The seed's last step: the best validation model stays only when it
+    beats the untrained policy (``initial_model.zip``) by
+    ``settings.min_improvement_t`` (:func:`validation_improvement`);
+    otherwise the untrained policy is copied over ``best_model.zip``.
+    Returns ((t-statistic or None, the untrained policy's validation mean
+    reward), kept_untrained), kept_untrained None where the rule is off or
+    not defined (a portfolio agent: its validation is one book, no
+    per-symbol rollouts)."""
+    from stable_baselines3.common.evaluation import evaluate_policy
+
+    best_path = out / f"{BEST_MODEL_NAME}.zip"
+    initial_path = out / f"{INITIAL_MODEL_NAME}.zip"
+    if settings.min_improvement_t is None or settings.env != "single_asset":
+        return (None, math.nan), None
+    if not initial_path.exists():
+        raise FileNotFoundError(f"{initial_path} is missing: the folder was not started by "
+                                "this code; train in a clean folder")
+    initial = algorithm.load(initial_path, device=settings.device)
+    t = validation_improvement(algorithm.load(best_path, device=settings.device), initial,
+                               _market_list(val_market), env_kwargs)
+    rewards, _ = evaluate_policy(initial, eval_env, n_eval_episodes=n_eval, deterministic=True,
+                                 return_episode_rewards=True)
+    initial_mean = float(np.mean(rewards))
+    if t >= settings.min_improvement_t:  # NaN (the same book) keeps the untrained policy
+        return (t, initial_mean), False
+    tmp = best_path.with_name(f".{best_path.stem}.tmp.zip")
+    tmp.write_bytes(initial_path.read_bytes())
+    os.replace(tmp, best_path)
+    return (None if math.isnan(t) else t, initial_mean), True
+
+
+def validation_improvement(model: Any, baseline: Any, markets: Sequence[MarketArrays],
+                           env_kwargs: Mapping[str, Any]) -> float:
+    """How much better ``model`` trades the validation markets than
+    ``baseline``: both are rolled out deterministically over every market
+    (:func:`rollout_policy`); the per-bar differences of their log returns
+    are averaged over the symbols trading at each timestamp (an equal-weight
+    book's difference, which needs no common calendar), and the result is
+    the one-sample t-statistic of that series' mean (mean / (std / sqrt(n))).
+    NaN when the two books never differ. The validation span is also the one
+    the best checkpoint was picked on, so the statistic is optimistic; the
+    threshold it is held to is a guard, not a test level."""
+    import pandas as pd
+
+    parts = []
+    for market in markets:
+        a = rollout_policy(market, model, env_kwargs)
+        b = rollout_policy(market, baseline, env_kwargs)
+        bars = a["bar"].astype(np.int64)
+        stamps = market.timestamps[bars] if market.timestamps is not None else bars
+        parts.append(pd.Series(a["log_return"] - b["log_return"], index=stamps))
+    diff = pd.concat(parts).groupby(level=0).mean().to_numpy()
+    sd = float(diff.std(ddof=1)) if diff.size > 1 else 0.0
+    if sd == 0.0 or not math.isfinite(sd):
+        return math.nan
+    return float(diff.mean() / (sd / math.sqrt(diff.size)))
 
 
 def zero_action_mean(model: Any) -> None:
