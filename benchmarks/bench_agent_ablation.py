@@ -25,7 +25,8 @@ evaluates every configuration on one market; ``--market`` picks it:
 
   Their out-of-fold predictions come from the real out-of-fold procedure
   with ``--model``: ``tiny`` (the repro test's CNN+LSTM, seconds) or
-  ``default`` (params.yaml's, minutes per market).
+  ``default`` (params.yaml's, minutes per market); ``noise`` is
+  bench_null_gate's stand-in (random logits), for smoke tests only.
 
 ``--market-seeds`` gives the market seeds (each a separate market).
 
@@ -39,7 +40,7 @@ hash of the evaluate stage).
 
     python -m benchmarks.bench_agent_ablation --market default --from-repo /path/to/clone
     python -m benchmarks.bench_agent_ablation --market momentum --market-seeds 1 2 3 \\
-        --configs target residual residual_band
+        --configs shipped target window10
 
 Results are read in docs/agent_study.md; the numbers there come from this
 script's JSON.
@@ -48,7 +49,6 @@ script's JSON.
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import sys
 import tempfile
@@ -60,7 +60,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from benchmarks.bench_null_gate import RANDOM_WALK, cnn_lstm_predictions, dsr_trials, load_sections
+from benchmarks.bench_null_gate import (
+    RANDOM_WALK,
+    cnn_lstm_predictions,
+    dsr_trials,
+    load_sections,
+    noise_predictions,
+    with_overrides,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -74,31 +81,37 @@ PLANTED: dict[str, dict[str, Any]] = {
 }
 MARKETS: tuple[str, ...] = ("default", *PLANTED)
 
-# Departures from params.yaml's train_agent section, by dotted key.
+# Departures from params.yaml's train_agent section, by dotted key: one
+# factor at a time away from the shipped defaults (residual action, window
+# 1, PPO gamma 0.5 and exploration std exp(-1), the t rule of 2.0).
 CONFIGS: dict[str, dict[str, Any]] = {
-    # The action is the target position (the tier as it was first built).
-    "target": {"env.action_mode": "target", "env.no_trade_band": 0.0},
-    # Cost-aware target: no order for a change below 0.1 of equity.
-    "target_band": {"env.action_mode": "target", "env.no_trade_band": 0.1},
-    # The action adjusts the supervised position p_up - p_down.
-    "residual": {"env.action_mode": "residual", "env.residual_scale": 1.0,
-                 "env.no_trade_band": 0.0},
-    "residual_band": {"env.action_mode": "residual", "env.residual_scale": 1.0,
-                      "env.no_trade_band": 0.1},
-    "residual_small": {"env.action_mode": "residual", "env.residual_scale": 0.5,
-                       "env.no_trade_band": 0.05},
-    # Exploration noise: std exp(-1) = 0.37 instead of 1.
-    "residual_band_lowstd": {"env.action_mode": "residual", "env.residual_scale": 1.0,
-                             "env.no_trade_band": 0.1, "policy_kwargs.log_std_init": -1.0},
-    "target_band_lowstd": {"env.action_mode": "target", "env.no_trade_band": 0.1,
-                           "policy_kwargs.log_std_init": -1.0},
-    # The other algorithms, same budget.
-    "sac_residual_band": {"algorithm": "sac", "env.action_mode": "residual",
-                          "env.no_trade_band": 0.1},
-    "td3_residual_band": {"algorithm": "td3", "env.action_mode": "residual",
-                          "env.no_trade_band": 0.1},
     # As params.yaml ships it: no departure.
     "shipped": {},
+    # The action is the target position (untrained: flat) instead of an
+    # adjustment of the supervised position.
+    "target": {"env.action_mode": "target"},
+    # A no-trade band of 0.1 of equity (cost-aware target / residual).
+    "band": {"env.no_trade_band": 0.1},
+    "target_band": {"env.action_mode": "target", "env.no_trade_band": 0.1},
+    # A residual that can move the signal by at most 0.5.
+    "residual_half": {"env.residual_scale": 0.5},
+    # Ten bars of features in the observation instead of one.
+    "window10": {"env.window": 10},
+    # SB3's exploration std 1 (log_std_init 0) instead of 0.37.
+    "explore_std1": {"algorithm_kwargs.ppo.policy_kwargs.log_std_init": 0.0},
+    # PPO gamma 0.99 (SB3 default) instead of 0.5.
+    "gamma099": {"algorithm_kwargs.ppo.gamma": 0.99},
+    # The best validation checkpoint whatever its margin over the untrained policy.
+    "no_t_rule": {"min_improvement_t": None},
+    # The other algorithms, same budget and env.
+    "sac": {"algorithm": "sac"},
+    "td3": {"algorithm": "td3"},
+    # The tier as it was before this study: target action, window 10, gamma
+    # 0.99, exploration std 1, best validation checkpoint.
+    "before": {"env.action_mode": "target", "env.window": 10,
+               "algorithm_kwargs.ppo.gamma": 0.99,
+               "algorithm_kwargs.ppo.policy_kwargs.log_std_init": 0.0,
+               "min_improvement_t": None},
 }
 
 
@@ -116,31 +129,27 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--from-repo", type=Path, default=None,
                         help="read features, bars and out-of-fold predictions from this "
                              "repository (market 'default', one seed: the repository's)")
-    parser.add_argument("--model", choices=("tiny", "default"), default="tiny",
-                        help="CNN+LSTM of the out-of-fold predictions when computed")
-    parser.add_argument("--configs", nargs="+", default=["target", "residual", "residual_band"],
+    parser.add_argument("--model", choices=("tiny", "default", "noise"), default="tiny",
+                        help="CNN+LSTM of the out-of-fold predictions when computed (noise: "
+                             "bench_null_gate's stand-in, for smoke tests)")
+    parser.add_argument("--configs", nargs="+", default=["shipped", "target", "no_t_rule"],
                         help=f"configurations, of {sorted(CONFIGS)}")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=JSON",
+                        help="departures applied under every configuration, e.g. a smaller "
+                             "budget total_timesteps=2048 (recorded in the JSON)")
     parser.add_argument("--out", type=Path, default=None,
                         help="JSON (default reports/ablation/<market>.json)")
     args = parser.parse_args(argv)
+    try:
+        args.common = {k: json.loads(v) for k, v in (item.split("=", 1) for item in args.set)}
+    except ValueError as error:
+        parser.error(f"--set takes KEY=JSON items: {error}")
     unknown = [c for c in args.configs if c not in CONFIGS]
     if unknown:
         parser.error(f"unknown configurations {unknown}; known: {sorted(CONFIGS)}")
     if args.from_repo is not None and args.market != "default":
         parser.error("--from-repo reads the default market's pipeline outputs only")
     return args
-
-
-def with_overrides(section: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """``section`` (deep-copied) with each dotted key of ``overrides`` set."""
-    out = copy.deepcopy(dict(section))
-    for dotted, value in overrides.items():
-        node = out
-        *parents, leaf = dotted.split(".")
-        for key in parents:
-            node = node.setdefault(key, {})
-        node[leaf] = value
-    return out
 
 
 def market_inputs(args: argparse.Namespace, seed: int, sections: Mapping[str, Any],
@@ -176,7 +185,9 @@ def market_inputs(args: argparse.Namespace, seed: int, sections: Mapping[str, An
     frame, report = build_feature_table(bars, LabelSpec(**features["label"]),
                                         warmup_bars=features["warmup_bars"])
     folds = folds_from_params(frame["timestamp"], walk_forward)
-    if args.model == "tiny":
+    if args.model == "noise":
+        oof = noise_predictions(frame, folds, seed)
+    elif args.model == "tiny":
         oof = cnn_lstm_predictions(frame, report["features"], folds, sections["train_model"],
                                    work)
     else:
@@ -200,7 +211,7 @@ def turnover_per_exposure(stats: Mapping[str, Any]) -> float | None:
 
 
 def evaluate_config(name: str, inputs: tuple[Any, ...], sections: Mapping[str, Any],
-                    work: Path) -> dict[str, Any]:
+                    work: Path, common: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The walk-forward evaluation and gate of configuration ``name``."""
     from tradingrl.agents.data import build_agent_table
     from tradingrl.agents.run import env_kwargs_from_params
@@ -212,7 +223,7 @@ def evaluate_config(name: str, inputs: tuple[Any, ...], sections: Mapping[str, A
 
     start = time.perf_counter()
     frame, bars, oof, folds = inputs
-    agent_params = with_overrides(sections["train_agent"], CONFIGS[name])
+    agent_params = with_overrides(sections["train_agent"], {**(common or {}), **CONFIGS[name]})
     settings = AgentSettings.from_params(agent_params)
     features = tuple(agent_params["features"])
     prediction_names = tuple(agent_params["prediction_columns"])
@@ -305,7 +316,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             inputs = market_inputs(args, seed, sections, work)
             prepared = time.perf_counter() - began
             for name in args.configs:
-                result = evaluate_config(name, inputs, sections, work)
+                result = evaluate_config(name, inputs, sections, work, args.common)
                 result.update(market=args.market, market_seed=seed,
                               inputs_seconds=prepared)
                 rows.append(result)
@@ -314,6 +325,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                            "planted": PLANTED.get(args.market),
                            "from_repo": None if args.from_repo is None else str(args.from_repo),
                            "model": None if args.from_repo is not None else args.model,
+                           "common_departures": args.common,
                            "results": rows}
                 out.write_text(json.dumps(payload, indent=1, default=float) + "\n")
     print(f"results: {out}", file=sys.stderr)

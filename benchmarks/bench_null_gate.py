@@ -113,11 +113,11 @@ CHEAP_AGENT: dict[str, Any] = {
     "total_timesteps": 2048,
     # n_steps 1024 -> 256: 8 PPO updates in 2,048 steps (the default
     # n_steps would make 2); n_epochs 10 -> 5: half the gradient passes per
-    # update (batch 128 kept).
-    "algorithm_kwargs": {"ppo": {"n_steps": 256, "batch_size": 128, "n_epochs": 5,
-                                 "gamma": 0.99, "ent_coef": 0.0}},
+    # update (batch 128, gamma and exploration kept).
+    "algorithm_kwargs.ppo.n_steps": 256,
+    "algorithm_kwargs.ppo.n_epochs": 5,
     # net [64, 64] -> [32, 32]: a quarter of the weights to update.
-    "policy_kwargs": {"net_arch": [32, 32]},
+    "policy_kwargs.net_arch": [32, 32],
     # eval_freq 5000 -> 512: with 2,048 steps the default would validate
     # only at the end; early stopping (patience 3 kept) and the seed choice
     # need several validations.
@@ -126,7 +126,8 @@ CHEAP_AGENT: dict[str, Any] = {
     # a benchmark in a temporary folder never does.
     "checkpoint_freq": 2048,
     # Kept: PPO, seeds [0, 1, 2] (the DSR's trial count), learning rate,
-    # env (window 10, 252-step episodes), costs and the risk layer.
+    # the env (action rule, window, 252-step episodes), the t rule, costs and
+    # the risk layer.
 }
 
 # tests/integration/test_dvc_repro.py's TINY_MODEL (departures from params.yaml's
@@ -162,11 +163,21 @@ def load_sections() -> dict[str, dict[str, Any]]:
             ("features", "walk_forward", "train_model", "train_agent", "evaluate", "promote")}
 
 
+def with_overrides(section: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """``section`` (deep-copied) with each dotted key of ``overrides`` set."""
+    out = copy.deepcopy(dict(section))
+    for dotted, value in overrides.items():
+        node = out
+        *parents, leaf = dotted.split(".")
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = copy.deepcopy(value)
+    return out
+
+
 def cheap_agent_params(train_agent: Mapping[str, Any]) -> dict[str, Any]:
     """params.yaml's train_agent section with :data:`CHEAP_AGENT` on top."""
-    params = copy.deepcopy(dict(train_agent))
-    params.update(copy.deepcopy(CHEAP_AGENT))
-    return params
+    return with_overrides(train_agent, CHEAP_AGENT)
 
 
 def market_seeds(seed: int, n: int) -> list[int]:

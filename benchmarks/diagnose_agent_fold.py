@@ -21,7 +21,7 @@ turnover per exposure, and the test block's Sharpe and turnover per
 exposure.
 
     python -m benchmarks.diagnose_agent_fold --from-repo /path/to/clone --fold 1 \\
-        --config residual [--seed 0] [--timesteps 30000] [--every 5000]
+        --config shipped [--seed 0] [--timesteps 30000] [--every 5000]
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.bench_agent_ablation import CONFIGS, MARKETS, market_inputs, with_overrides
-from benchmarks.bench_null_gate import load_sections
+from benchmarks.bench_agent_ablation import CONFIGS, MARKETS, market_inputs
+from benchmarks.bench_null_gate import load_sections, with_overrides
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -48,7 +48,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--from-repo", type=Path, default=None)
     parser.add_argument("--model", choices=("tiny", "default"), default="tiny")
     parser.add_argument("--fold", type=int, default=1)
-    parser.add_argument("--config", choices=sorted(CONFIGS), default="residual")
+    parser.add_argument("--config", choices=sorted(CONFIGS), default="shipped")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=JSON",
                         help="further departures, e.g. algorithm_kwargs.ppo.gamma=0.9")
     parser.add_argument("--seed", type=int, default=0)

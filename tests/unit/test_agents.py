@@ -361,3 +361,18 @@ def test_resume_after_a_kill_mid_write_keeps_a_whole_best_model(tmp_path):
     assert second.best_val_mean_reward >= best_before
     loaded = algorithm_classes()["ppo"].load(second.best_model_path, device="cpu")
     assert loaded.num_timesteps > 0
+
+
+def test_from_params_merges_the_algorithms_own_policy_kwargs() -> None:
+    """params.yaml's PPO entry carries log_std_init, which TD3's policy
+    refuses: it reaches PPO's policy_kwargs only."""
+    from tradingrl.params import load_params
+
+    params = load_params("train_agent", Path(__file__).resolve().parents[2] / "params.yaml")
+    ppo = AgentSettings.from_params(params)
+    assert ppo.policy_kwargs["log_std_init"] == params["algorithm_kwargs"]["ppo"][
+        "policy_kwargs"]["log_std_init"]
+    assert "policy_kwargs" not in ppo.algorithm_kwargs
+    assert ppo.policy_kwargs["net_arch"] == params["policy_kwargs"]["net_arch"]
+    td3 = AgentSettings.from_params({**params, "algorithm": "td3"})
+    assert "log_std_init" not in td3.policy_kwargs

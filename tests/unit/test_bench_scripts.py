@@ -210,3 +210,29 @@ def test_null_gate_tiny_run_writes_every_market(tmp_path: Path,
     assert set(bench_null_gate.CHECKS) <= set(market["checks"])
     assert market["promoted"] == all(c["passed"] for c in market["checks"].values())
     assert market["trials"]["n_trials"] >= 3  # at least params.yaml's three seeds
+
+
+def test_agent_ablation_tiny_run_judges_each_configuration(tmp_path: Path) -> None:
+    """Two configurations on a tiny random walk with a tiny budget: one row
+    each, with the gate's decision and the supervised baseline's numbers; a
+    residual agent that learned nothing significant trades the supervised
+    baseline (same Sharpe and turnover)."""
+    from benchmarks import bench_agent_ablation
+
+    out = tmp_path / "ablation.json"
+    bench_agent_ablation.main([
+        "--market", "random_walk", "--symbols", "2", "--bars", "400", "--model", "noise",
+        "--configs", "shipped", "target",
+        "--set", "total_timesteps=512", "eval_freq=256", "checkpoint_freq=512",
+        "seeds=[0, 1]", "algorithm_kwargs.ppo.n_steps=128", "--out", str(out)])
+    rows = json.loads(out.read_text())["results"]
+    assert [r["config"] for r in rows] == ["shipped", "target"]
+    for row in rows:
+        assert row["promoted"] is False and "dsr" in row["failed_checks"]
+        assert len(row["per_fold_sharpe"]) >= 1
+    shipped = rows[0]
+    supervised = shipped["baselines"]["supervised"]
+    assert shipped["policy"]["sharpe"] == supervised["sharpe"]
+    assert shipped["policy_turnover_per_exposure"] == supervised["turnover_per_exposure"]
+    with pytest.raises(SystemExit):
+        bench_agent_ablation.parse_args(["--configs", "nonsense"])

@@ -149,7 +149,13 @@ class AgentSettings:
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> AgentSettings:
         """From params.yaml's ``train_agent`` section (``algorithm_kwargs`` of
-        the chosen algorithm only)."""
+        the chosen algorithm only; a ``policy_kwargs`` entry there is merged
+        over the section's ``policy_kwargs``, for what one algorithm's policy
+        takes and another's refuses, e.g. PPO's ``log_std_init``)."""
+        algorithm_kwargs = dict((params.get("algorithm_kwargs") or {}).get(params["algorithm"],
+                                                                           {}))
+        policy_kwargs = {**dict(params.get("policy_kwargs") or {}),
+                         **dict(algorithm_kwargs.pop("policy_kwargs", None) or {})}
         return cls(
             algorithm=params["algorithm"],
             env=params["env_kind"],
@@ -158,9 +164,8 @@ class AgentSettings:
             vec_env=params["vec_env"],
             seeds=tuple(params["seeds"]),
             learning_rate=params["learning_rate"],
-            policy_kwargs=dict(params.get("policy_kwargs") or {}),
-            algorithm_kwargs=dict((params.get("algorithm_kwargs") or {}).get(params["algorithm"],
-                                                                             {})),
+            policy_kwargs=policy_kwargs,
+            algorithm_kwargs=algorithm_kwargs,
             eval_freq=params["eval_freq"],
             patience=params["patience"],
             min_evals=params["min_evals"],
