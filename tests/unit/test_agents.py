@@ -283,7 +283,13 @@ def test_env_factory_pickles_and_subprocess_vec_env_runs() -> None:
     single = make_vec_env_for(market, {"window": 1}, n_envs=1, seed=0)
     assert isinstance(single, DummyVecEnv)
     single.close()
-    vec = make_vec_env_for(market, {"window": 1, "random_start": True}, n_envs=2, seed=0)
+    batched = make_vec_env_for(market, {"window": 1}, n_envs=2, seed=0)  # vec_env "dummy"
+    assert isinstance(batched, DummyVecEnv) and batched.num_envs == 2
+    batched.close()
+    with pytest.raises(ValueError, match="vec_env"):
+        make_vec_env_for(market, {"window": 1}, n_envs=2, seed=0, vec_env="threads")
+    vec = make_vec_env_for(market, {"window": 1, "random_start": True}, n_envs=2, seed=0,
+                           vec_env="subproc")
     try:
         assert isinstance(vec, SubprocVecEnv) and vec.num_envs == 2
         vec.reset()
