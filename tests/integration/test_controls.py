@@ -139,9 +139,13 @@ def registry_aliases(repo: Path) -> dict[str, int]:
 
 def test_negative_control_random_walk_is_not_promoted(repo_copy: Path):  # noqa: F811 (the imported fixture)
     """A random walk (market seed 12): the pipeline that finds the planted
-    momentum below must not promote anything here. On this market the policy
-    happens to beat every baseline out of sample (Sharpe 0.56 against buy and
-    hold's -0.26 when written); the DSR is the check that refuses it."""
+    momentum below must not promote anything here. When written, neither
+    seed beat its untrained policy on validation by a t of 2, so the policy
+    was the supervised baseline (Sharpe -0.99 against buy and hold's
+    -0.22), refused by the DSR (0.03) and the margin. With the agent of
+    before (target action, window 10, best validation checkpoint) it beat
+    every baseline here by chance (Sharpe 0.56), and the DSR alone refused
+    it."""
     run_pipeline(repo_copy, RANDOM_WALK, seed=12)
 
     autocorrelation = lag1_autocorrelations(repo_copy)
@@ -170,9 +174,8 @@ def test_positive_control_planted_signal_is_found_and_promoted(repo_copy: Path):
     one (p_up - p_down of the same out-of-fold predictions) and the SMA
     crossover. Here the agent wins because it learns the one-bar effect from
     ``ret_1`` in its own state with a per-bar reward (when written: Sharpe
-    4.02, DSR 0.998; seed 1 learned it, seed 0 did not beat the untrained
-    policy on validation by a t of 2 and kept it, the supervised baseline's
-    -1.49, and validation chose seed 1), while the 1-epoch
+    4.01, seeds 3.15 and 4.01, DSR 1.000; the supervised baseline -1.49),
+    while the 1-epoch
     CNN+LSTM learns little from 5-bar labels (out-of-fold rank IC near 0), so
     the supervised baseline stays near flat; the SMA 20/50 crossover catches
     only the slow drift that momentum leaves behind. This control therefore
