@@ -72,6 +72,10 @@ TINY_MODEL = {"window": 20, "max_epochs": 1, "batch_size": 128, "uncertainty.mc_
 TINY_WALK_FORWARD = {"n_folds": 2}
 TINY_AGENT = {
     "total_timesteps": 512, "seeds": [0, 1], "eval_freq": 256, "checkpoint_freq": 256,
+    # One env, not params.yaml's four: four finish 512 steps so fast that the
+    # training flow's kill test (test_training_flow.py) never sees a
+    # checkpoint of a seed still training; the four are tested in test_agents.
+    "n_envs": 1,
     "algorithm_kwargs.ppo": {"n_steps": 128, "batch_size": 64, "n_epochs": 2},
     "env.window": 5, "env.max_steps": 64,
 }

@@ -93,9 +93,13 @@ def train_hybrid_agent(
     policy = algorithm_classes()[settings.algorithm].load(chosen.best_model_path, device="cpu")
     validation: dict[str, Any] = {}
     if settings.env == "single_asset":
-        for name, model in (("agent", policy), ("flat", ConstantPolicy(0.0)),
-                            ("buy_and_hold", ConstantPolicy(1.0))):
-            rows = [evaluate_policy_on(m, model, env_kwargs) for m in val_markets]
+        # The reference policies' actions are targets whatever the agent's
+        # action rule (a residual 0 would be the supervised position, not flat).
+        targets = {**env_kwargs, "action_mode": "target", "no_trade_band": 0.0}
+        for name, model, kwargs in (("agent", policy, env_kwargs),
+                                    ("flat", ConstantPolicy(0.0), targets),
+                                    ("buy_and_hold", ConstantPolicy(1.0), targets)):
+            rows = [evaluate_policy_on(m, model, kwargs) for m in val_markets]
             validation[name] = {
                 "mean_total_log_return": float(np.mean([r["total_log_return"] for r in rows])),
                 "mean_turnover": float(np.mean([r["turnover"] for r in rows])),
