@@ -66,6 +66,7 @@ from benchmarks.bench_null_gate import (
     dsr_trials,
     load_sections,
     noise_predictions,
+    walk_forward_inputs,
     with_overrides,
 )
 
@@ -213,27 +214,14 @@ def turnover_per_exposure(stats: Mapping[str, Any]) -> float | None:
 def evaluate_config(name: str, inputs: tuple[Any, ...], sections: Mapping[str, Any],
                     work: Path, common: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The walk-forward evaluation and gate of configuration ``name``."""
-    from tradingrl.agents.data import build_agent_table
-    from tradingrl.agents.run import env_kwargs_from_params
-    from tradingrl.agents.training import AgentSettings
-    from tradingrl.evaluation.books import BaselineSettings
-    from tradingrl.evaluation.policy_eval import FoldConfig
     from tradingrl.evaluation.record import run_walk_forward, walk_forward_record
     from tradingrl.registry.gate import GateThresholds, run_gate
 
     start = time.perf_counter()
     frame, bars, oof, folds = inputs
     agent_params = with_overrides(sections["train_agent"], {**(common or {}), **CONFIGS[name]})
-    settings = AgentSettings.from_params(agent_params)
-    features = tuple(agent_params["features"])
-    prediction_names = tuple(agent_params["prediction_columns"])
-    table, _ = build_agent_table(frame, bars, oof, features, prediction_names)
-    config = FoldConfig(
-        settings=settings, env_kwargs=env_kwargs_from_params(agent_params, settings.env),
-        features=features, prediction_names=prediction_names,
-        val_fraction=agent_params["val_fraction"], out_dir=work / name,
-        embargo_timestamps=int(sections["walk_forward"].get("embargo_timestamps", 0)),
-        baselines=BaselineSettings(**sections["evaluate"]["baselines"]))
+    table, config = walk_forward_inputs(frame, bars, oof, agent_params, sections, work / name)
+    settings = config.settings
     results = run_walk_forward(table, folds, config, runs_root=work / name,
                                torch_threads=int(agent_params["torch_threads"]),
                                runner=None, log=lambda _: None)

@@ -243,14 +243,33 @@ def dsr_trials(n_seeds: int, sections: Mapping[str, Any]) -> dict[str, int]:
     return trial_count(n_seeds, {"search": {"n_trials": n_trials}})
 
 
-def evaluate_market(seed: int, args: argparse.Namespace,
-                    sections: Mapping[str, Any]) -> dict[str, Any]:
-    """One market from bars to the gate's decision; its per-market result."""
+def walk_forward_inputs(frame: pd.DataFrame, bars: pd.DataFrame, oof: pd.DataFrame,
+                        agent_params: Mapping[str, Any], sections: Mapping[str, Any],
+                        out_dir: Path) -> tuple[pd.DataFrame, Any]:
+    """The agent table and the FoldConfig the evaluate stage builds from
+    ``agent_params`` (a train_agent section) and params.yaml's other sections."""
     from tradingrl.agents.data import build_agent_table
     from tradingrl.agents.run import env_kwargs_from_params
     from tradingrl.agents.training import AgentSettings
     from tradingrl.evaluation.books import BaselineSettings
     from tradingrl.evaluation.policy_eval import FoldConfig
+
+    settings = AgentSettings.from_params(agent_params)
+    features = tuple(agent_params["features"])
+    prediction_names = tuple(agent_params["prediction_columns"])
+    table, _ = build_agent_table(frame, bars, oof, features, prediction_names)
+    config = FoldConfig(
+        settings=settings, env_kwargs=env_kwargs_from_params(agent_params, settings.env),
+        features=features, prediction_names=prediction_names,
+        val_fraction=agent_params["val_fraction"], out_dir=out_dir,
+        embargo_timestamps=int(sections["walk_forward"].get("embargo_timestamps", 0)),
+        baselines=BaselineSettings(**sections["evaluate"]["baselines"]))
+    return table, config
+
+
+def evaluate_market(seed: int, args: argparse.Namespace,
+                    sections: Mapping[str, Any]) -> dict[str, Any]:
+    """One market from bars to the gate's decision; its per-market result."""
     from tradingrl.evaluation.record import run_walk_forward, walk_forward_record
     from tradingrl.features.build import build_feature_table
     from tradingrl.features.labels import LabelSpec
@@ -272,16 +291,9 @@ def evaluate_market(seed: int, args: argparse.Namespace,
             oof = cnn_lstm_predictions(frame, report["features"], folds,
                                        sections["train_model"], work)
         predicted = time.perf_counter()
-        settings = AgentSettings.from_params(agent_params)
-        features = tuple(agent_params["features"])
-        prediction_names = tuple(agent_params["prediction_columns"])
-        table, _ = build_agent_table(frame, bars, oof, features, prediction_names)
-        config = FoldConfig(
-            settings=settings, env_kwargs=env_kwargs_from_params(agent_params, settings.env),
-            features=features, prediction_names=prediction_names,
-            val_fraction=agent_params["val_fraction"], out_dir=work / "runs",
-            embargo_timestamps=int(walk_forward.get("embargo_timestamps", 0)),
-            baselines=BaselineSettings(**sections["evaluate"]["baselines"]))
+        table, config = walk_forward_inputs(frame, bars, oof, agent_params, sections,
+                                            work / "runs")
+        settings = config.settings
         results = run_walk_forward(table, folds, config, runs_root=work / "runs",
                                    torch_threads=int(agent_params["torch_threads"]),
                                    runner=None, log=lambda _: None)

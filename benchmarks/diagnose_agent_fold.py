@@ -126,7 +126,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         algorithm = algorithm_classes()[settings.algorithm]
         checkpoints = sorted((work / "agent" / "checkpoints").glob("agent_*_steps.zip"),
                              key=lambda p: int(p.stem.split("_")[1]))
-        candidates = [(0, _untrained(algorithm, train, settings, env_kwargs, args.seed))]
+        candidates = [(0, algorithm.load(work / "agent" / "initial_model.zip", device="cpu"))]
         candidates += [(int(p.stem.split("_")[1]), algorithm.load(p, device="cpu"))
                        for p in checkpoints]
         base_val = None
@@ -140,19 +140,6 @@ def main(argv: Sequence[str] | None = None) -> None:
             print(f"| {step} | {v['total']:+.4f} | {paired_t(v['log_return'], base_val):+.2f} | "
                   f"{_f(v['turnover_per_exposure'])} | {v['mean_abs_action']:.3f} | "
                   f"{_f(t['sharpe'], '+.2f')} | {_f(t['turnover_per_exposure'])} |", flush=True)
-
-
-def _untrained(algorithm: Any, train: Sequence[Any], settings: Any, env_kwargs: dict[str, Any],
-               seed: int) -> Any:
-    """The seed's model before training, as train_agent starts it."""
-    from tradingrl.agents.training import make_vec_env_for, zero_action_mean
-
-    env = make_vec_env_for(train, env_kwargs, n_envs=1, seed=seed)
-    model = algorithm(settings.policy, env, learning_rate=settings.learning_rate,
-                      policy_kwargs=dict(settings.policy_kwargs) or None, seed=seed,
-                      device="cpu", verbose=0, **dict(settings.algorithm_kwargs))
-    zero_action_mean(model)
-    return model
 
 
 def _f(value: Any, spec: str = ".0f") -> str:
