@@ -107,6 +107,9 @@ CONFIGS: dict[str, dict[str, Any]] = {
     # The other algorithms, same budget and env.
     "sac": {"algorithm": "sac"},
     "td3": {"algorithm": "td3"},
+    # The agent search (tradingrl/agents/search.py, params.yaml's space) with
+    # 6 trials of 10,000 steps per fold; the trials multiply the DSR's N.
+    "search": {"search.n_trials": 6, "search.timesteps": 10000},
     # The tier as it was before this study: target action, window 10, gamma
     # 0.99, exploration std 1, best validation checkpoint.
     "before": {"env.action_mode": "target", "env.window": 10,
@@ -215,6 +218,7 @@ def evaluate_config(name: str, inputs: tuple[Any, ...], sections: Mapping[str, A
                     work: Path, common: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The walk-forward evaluation and gate of configuration ``name``."""
     from tradingrl.evaluation.record import run_walk_forward, walk_forward_record
+    from tradingrl.parallel import runner_from_env
     from tradingrl.registry.gate import GateThresholds, run_gate
 
     start = time.perf_counter()
@@ -224,10 +228,10 @@ def evaluate_config(name: str, inputs: tuple[Any, ...], sections: Mapping[str, A
     settings = config.settings
     results = run_walk_forward(table, folds, config, runs_root=work / name,
                                torch_threads=int(agent_params["torch_threads"]),
-                               runner=None, log=lambda _: None)
+                               runner=runner_from_env(), log=lambda _: None)
     evaluation = walk_forward_record(
         results, bars_per_year=int(sections["evaluate"]["bars_per_year"]),
-        trials=dsr_trials(len(settings.seeds), sections),
+        trials=dsr_trials(len(settings.seeds), sections, config),
         pbo_splits=int(sections["evaluate"]["pbo_splits"]),
         config={"algorithm": settings.algorithm, "departures": CONFIGS[name]})
     passed, checks = run_gate(evaluation, GateThresholds.from_params(sections["promote"]),

@@ -233,14 +233,16 @@ def cnn_lstm_predictions(frame: pd.DataFrame, feature_names: Sequence[str], fold
     return oof
 
 
-def dsr_trials(n_seeds: int, sections: Mapping[str, Any]) -> dict[str, int]:
+def dsr_trials(n_seeds: int, sections: Mapping[str, Any], config: Any = None) -> dict[str, int]:
     """The DSR's trial count, as tasks/evaluate.py computes it. The model
     report's search is params.yaml's (``train_model.search.n_trials``, 0 as
-    shipped); the only place to adapt when ``trial_count`` changes."""
+    shipped), the agent search's that of ``config`` (a FoldConfig); the only
+    place to adapt when ``trial_count`` changes."""
     from tradingrl.evaluation.record import trial_count
 
     n_trials = int(sections["train_model"]["search"]["n_trials"])
-    return trial_count(n_seeds, {"search": {"n_trials": n_trials}})
+    agent_trials = 0 if config is None or config.search is None else config.search.n_trials
+    return trial_count(n_seeds, {"search": {"n_trials": n_trials}}, agent_trials=agent_trials)
 
 
 def walk_forward_inputs(frame: pd.DataFrame, bars: pd.DataFrame, oof: pd.DataFrame,
@@ -250,6 +252,7 @@ def walk_forward_inputs(frame: pd.DataFrame, bars: pd.DataFrame, oof: pd.DataFra
     ``agent_params`` (a train_agent section) and params.yaml's other sections."""
     from tradingrl.agents.data import build_agent_table
     from tradingrl.agents.run import env_kwargs_from_params
+    from tradingrl.agents.search import AgentSearchSettings
     from tradingrl.agents.training import AgentSettings
     from tradingrl.evaluation.books import BaselineSettings
     from tradingrl.evaluation.policy_eval import FoldConfig
@@ -263,7 +266,8 @@ def walk_forward_inputs(frame: pd.DataFrame, bars: pd.DataFrame, oof: pd.DataFra
         features=features, prediction_names=prediction_names,
         val_fraction=agent_params["val_fraction"], out_dir=out_dir,
         embargo_timestamps=int(sections["walk_forward"].get("embargo_timestamps", 0)),
-        baselines=BaselineSettings(**sections["evaluate"]["baselines"]))
+        baselines=BaselineSettings(**sections["evaluate"]["baselines"]),
+        search=AgentSearchSettings.from_params(agent_params.get("search")))
     return table, config
 
 
@@ -273,6 +277,7 @@ def evaluate_market(seed: int, args: argparse.Namespace,
     from tradingrl.evaluation.record import run_walk_forward, walk_forward_record
     from tradingrl.features.build import build_feature_table
     from tradingrl.features.labels import LabelSpec
+    from tradingrl.parallel import runner_from_env
     from tradingrl.registry.gate import GateThresholds, run_gate
     from tradingrl.splits.walk_forward import folds_from_params
 
@@ -296,8 +301,8 @@ def evaluate_market(seed: int, args: argparse.Namespace,
         settings = config.settings
         results = run_walk_forward(table, folds, config, runs_root=work / "runs",
                                    torch_threads=int(agent_params["torch_threads"]),
-                                   runner=None, log=lambda _: None)
-    trials = dsr_trials(len(settings.seeds), sections)
+                                   runner=runner_from_env(), log=lambda _: None)
+    trials = dsr_trials(len(settings.seeds), sections, config)
     bars_per_year = int(sections["evaluate"]["bars_per_year"])
     evaluation = walk_forward_record(
         results, bars_per_year=bars_per_year, trials=trials,

@@ -41,6 +41,7 @@ def main(params: dict[str, Any] | None = None, agent_params: dict[str, Any] | No
 
     from tradingrl.agents.data import build_agent_table
     from tradingrl.agents.run import env_kwargs_from_params
+    from tradingrl.agents.search import AgentSearchSettings
     from tradingrl.agents.training import AgentSettings
     from tradingrl.evaluation.books import BaselineSettings
     from tradingrl.evaluation.policy_eval import FoldConfig
@@ -80,8 +81,10 @@ def main(params: dict[str, Any] | None = None, agent_params: dict[str, Any] | No
         pd.read_parquet(predictions_dir / "oof.parquet"), features, prediction_names)
     plan = json.loads((predictions_dir / "folds.json").read_text())
     folds = [Fold.from_dict(f["fold"]) for f in plan["folds"]]
+    search = AgentSearchSettings.from_params(agent_params.get("search"))
     trials = trial_count(len(settings.seeds),
-                         json.loads((reports / "model_metrics.json").read_text()))
+                         json.loads((reports / "model_metrics.json").read_text()),
+                         agent_trials=search.n_trials)
 
     runs_root = repo_root / "models" / "evaluation_runs"
     embargo = int(walk_forward.get("embargo_timestamps", 0))
@@ -102,7 +105,7 @@ def main(params: dict[str, Any] | None = None, agent_params: dict[str, Any] | No
                         features=features, prediction_names=prediction_names,
                         val_fraction=agent_params["val_fraction"], out_dir=runs_root,
                         embargo_timestamps=embargo,
-                        baselines=BaselineSettings(**params["baselines"]))
+                        baselines=BaselineSettings(**params["baselines"]), search=search)
     # Folds are independent: on a Dask task runner (pipelines.yaml, through
     # the training flow) they run in parallel processes, else one by one.
     results = run_walk_forward(table, folds, config, runs_root=runs_root,

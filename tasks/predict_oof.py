@@ -14,7 +14,9 @@ predictions against the labels that matured, and each fold's calibration:
 temperature, ECE on its held-out windows, failed when at a search bound). A killed run resumes: each
 finished fold is kept in models/oof_checkpoints/fold-<k> with a fingerprint of
 the code, params and data, and is not refitted; a rerun after the stage
-finished (``dvc repro -f``) refits every fold.
+finished (``dvc repro -f``) refits every fold. The folds are independent and fit in parallel worker
+processes (one per core; ``TRADINGRL_TASK_RUNNER``, :mod:`tradingrl.parallel`),
+each with one torch thread, with the same results as one by one.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ def main(params: dict[str, Any] | None = None, repo_root: Path = REPO_ROOT) -> d
     """Run the stage (arguments exist for tests; DVC uses the defaults)."""
     from tradingrl.models.fit import settings_from_recipe
     from tradingrl.models.oof import oof_metrics, out_of_fold_predictions
+    from tradingrl.parallel import runner_from_env
     from tradingrl.splits.walk_forward import folds_from_params
 
     params_file = repo_root / "params.yaml"
@@ -51,7 +54,7 @@ def main(params: dict[str, Any] | None = None, repo_root: Path = REPO_ROOT) -> d
     prepare_resumable(checkpoint_root, run_key)
     oof, infos = out_of_fold_predictions(
         frame, feature_names, settings_from_recipe(recipe), folds,
-        checkpoint_root=checkpoint_root, run_key=run_key)
+        checkpoint_root=checkpoint_root, run_key=run_key, runner=runner_from_env())
 
     out_dir.mkdir(parents=True, exist_ok=True)
     oof.to_parquet(out_dir / "oof.parquet", index=False)

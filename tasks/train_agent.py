@@ -42,6 +42,7 @@ def main(params: dict[str, Any] | None = None, repo_root: Path = REPO_ROOT) -> d
     from tradingrl.agents.data import build_agent_table
     from tradingrl.agents.export import log_and_register_agent
     from tradingrl.agents.run import env_kwargs_from_params, train_hybrid_agent, write_agent_dir
+    from tradingrl.agents.search import AgentSearchSettings
     from tradingrl.agents.training import AgentSettings
     from tradingrl.tracking import provenance_tags, tracking_uri, use_experiment
 
@@ -52,6 +53,7 @@ def main(params: dict[str, Any] | None = None, repo_root: Path = REPO_ROOT) -> d
     oof_path = repo_root / "data" / "predictions" / "oof.parquet"
     out_dir, runs_dir = repo_root / "models" / "agent", repo_root / "models" / "agent_runs"
     settings = AgentSettings.from_params(params)
+    search = AgentSearchSettings.from_params(params.get("search"))
     env_kwargs = env_kwargs_from_params(params, settings.env)
     feature_names, prediction_names = list(params["features"]), list(params["prediction_columns"])
     table, counts = build_agent_table(
@@ -70,7 +72,8 @@ def main(params: dict[str, Any] | None = None, repo_root: Path = REPO_ROOT) -> d
             table, settings, env_kwargs, feature_names=feature_names,
             prediction_names=prediction_names, val_fraction=params["val_fraction"],
             runs_dir=runs_dir, logger_for_seed=lambda seed: mlflow_logger(
-                run.info.run_id, prefix=f"seed{seed}/", tracking_uri=tracking_uri(repo_root)))
+                run.info.run_id, prefix=f"seed{seed}/", tracking_uri=tracking_uri(repo_root)),
+            search=search)
         spans = {k: v.isoformat() for k, v in trained.spans.items()}
         mlflow.log_dict(spans, "spans.json")
         results, chosen = trained.results, trained.chosen
@@ -99,6 +102,7 @@ def main(params: dict[str, Any] | None = None, repo_root: Path = REPO_ROOT) -> d
             "val_mean_reward": {"mean": results.val_mean, "std": results.val_std,
                                 "n_seeds": results.n_trials},
             "n_trials": results.n_trials, "chosen_seed": chosen.seed,
+            "search": None if results.search is None else results.search.to_json(),
             "validation": trained.validation, "mlflow_run_id": run.info.run_id,
         }
         write_json(out_dir / "results.json", report)

@@ -27,7 +27,7 @@ from typing import Any
 import yaml
 
 CONFIG_VERSION = 1
-TASK_RUNNER_KINDS = ("threads", "dask")
+TASK_RUNNER_KINDS = ("threads", "processes", "dask")
 
 _TOP_KEYS = {"version": True, "task_runner": False, "deployments": True}  # key: required
 _TASK_RUNNER_KEYS = {"kind": True, "max_workers": False, "dask_address": False}
@@ -50,7 +50,10 @@ class TaskRunnerSettings:
     """How a flow runs its parallel parts (walk-forward folds, Optuna trials).
 
     ``threads``: Prefect's ThreadPoolTaskRunner with ``max_workers`` threads
-    (None: Prefect's default). ``dask``: prefect-dask's DaskTaskRunner on the
+    (None: Prefect's default); a stage runs its pieces one by one.
+    ``processes``: a pool of ``max_workers`` spawned processes (None: one per
+    CPU core; in a stage :func:`tradingrl.parallel.map_parallel`, in a flow
+    Prefect's ProcessPoolTaskRunner). ``dask``: prefect-dask's DaskTaskRunner on the
     scheduler at ``dask_address``, or on a temporary local cluster of
     ``max_workers`` worker processes when the address is None.
     """
@@ -121,13 +124,17 @@ def next_run(deployment: DeploymentSpec, after: datetime | None = None) -> datet
 
 
 def task_runner_from_config(settings: TaskRunnerSettings):
-    """A Prefect task runner for ``settings``: ThreadPoolTaskRunner or
-    prefect-dask's DaskTaskRunner (imported here; an error names the missing
-    package)."""
+    """A Prefect task runner for ``settings``: ThreadPoolTaskRunner,
+    ProcessPoolTaskRunner or prefect-dask's DaskTaskRunner (imported here; an
+    error names the missing package)."""
     if settings.kind == "threads":
         from prefect.task_runners import ThreadPoolTaskRunner
 
         return ThreadPoolTaskRunner(max_workers=settings.max_workers)
+    if settings.kind == "processes":
+        from prefect.task_runners import ProcessPoolTaskRunner
+
+        return ProcessPoolTaskRunner(max_workers=settings.max_workers)
     if settings.kind == "dask":
         try:
             from prefect_dask import DaskTaskRunner

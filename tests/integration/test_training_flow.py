@@ -32,6 +32,7 @@ from test_dvc_repro import (  # repo_copy is the fixture, used by name
 )
 
 from tests.processes import free_port, stop_group
+from tradingrl.parallel import RUNNER_ENV
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
@@ -136,6 +137,11 @@ def test_training_flow_end_to_end_over_an_mlflow_server(repo_copy: Path, mlflow_
     from flows.training import pipeline_stages, training_flow
 
     set_tiny_profile(repo_copy)
+    # 2,048 steps per seed instead of the tiny 512: the kill below fires at a
+    # seed's first checkpoint (256 steps), and a seed with 256 steps left can
+    # finish before the SIGKILL lands on a loaded machine, leaving nothing
+    # to resume.
+    set_params(repo_copy, train_agent={"total_timesteps": 2048})
     # Walk-forward folds on a local Dask cluster (prefect-dask), as pipelines.yaml says.
     pipelines = yaml.safe_load((repo_copy / "pipelines.yaml").read_text())
     pipelines["task_runner"] = {"kind": "dask", "max_workers": 2, "dask_address": None}
@@ -208,10 +214,13 @@ def test_training_flow_end_to_end_over_an_mlflow_server(repo_copy: Path, mlflow_
     again = sh(["dvc", "repro"], repo_copy)
     assert "Running stage" not in again.stdout
 
-    # The folds ran on Dask; run serially (plain dvc, no task runner), the
-    # evaluation's numbers are the same.
-    assert any("evaluate: 1 folds on task runner dask" in m for m in prefect_logs)
+    # The agents and folds ran on Dask; run one by one (the threads runner:
+    # serial in the stage), the evaluation's numbers are the same.
+    assert any("evaluate: 2 agents (1 folds x 2 seeds) on task runner dask" in m
+               for m in prefect_logs)
+    assert any("predict_oof: 2 folds on task runner dask" in m for m in prefect_logs)
     on_dask = json.loads((repo_copy / "reports/metrics.json").read_text())
+    monkeypatch.setenv(RUNNER_ENV, json.dumps({"kind": "threads"}))
     serial = sh(["dvc", "repro", "--force", "--single-item", "evaluate"], repo_copy)
     assert "task runner" not in serial.stdout
     in_order = json.loads((repo_copy / "reports/metrics.json").read_text())

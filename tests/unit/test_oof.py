@@ -86,3 +86,27 @@ def test_the_served_refit_is_the_fold_recipe_bit_for_bit_where_they_coincide(tab
                                   fold_model.predict(table, rows=rows))
     assert info["calibration"]["windows_calibration"] > 0
     assert len(info["calibration"]["temperatures"]) == SETTINGS.ensemble_size
+
+
+def test_folds_fitted_in_worker_processes_equal_folds_fitted_one_by_one(table, tmp_path):
+    """The predict_oof stage's default: the folds fit in spawned worker
+    processes (tradingrl.parallel's ``processes`` runner, two workers); the
+    predictions and fold summaries are those of the same folds fitted one by
+    one in this process, to the last digit."""
+    from tradingrl.models.oof import out_of_fold_predictions
+    from tradingrl.orchestration import TaskRunnerSettings
+
+    folds = walk_forward_folds(table["timestamp"], initial_fraction=0.5, n_folds=2)
+    runs = {}
+    for name, runner in (("serial", None),
+                         ("processes", TaskRunnerSettings(kind="processes", max_workers=2))):
+        lines: list[str] = []
+        runs[name] = out_of_fold_predictions(
+            table, FEATURES, SETTINGS, folds, checkpoint_root=tmp_path / name, run_key="k",
+            runner=runner, log=lines.append)
+        runs[name] = (*runs[name], lines)
+    assert runs["processes"][2][0] == "predict_oof: 2 folds on task runner processes, 2 workers"
+    assert not any("task runner" in line for line in runs["serial"][2])
+    pd.testing.assert_frame_equal(runs["processes"][0], runs["serial"][0], check_exact=True)
+    assert sorted(runs["processes"][0]["fold"].unique()) == [0, 1]
+    assert runs["processes"][1] == runs["serial"][1]  # fits, calibration, row counts

@@ -180,7 +180,7 @@ def test_defaults_time_zone_and_task_runner(repo: Path) -> None:
     (4, "  max_workers: two", 4, ("task_runner.max_workers must be a whole number >= 1 or "
                                  "null, got str 'two'")),
     (4, "  max_workers: 0", 4, "task_runner.max_workers must be a whole number >= 1"),
-    (3, "  kind: ray", 3, "task_runner.kind must be one of threads, dask, got 'ray'"),
+    (3, "  kind: ray", 3, "task_runner.kind must be one of threads, processes, dask, got 'ray'"),
     (5, "  dask_address: tcp://127.0.0.1:8786", 5,
      "task_runner.dask_address is only used with kind: dask"),
     (1, "version: 2", 1, "version must be 1, got 2"),
@@ -242,7 +242,7 @@ def test_repository_pipelines_file_validates() -> None:
         "flows/training.py:training_flow", "0 2 * * 0", "UTC")
     assert (daily.entrypoint, daily.cron, daily.timezone) == (
         "flows/monitoring.py:drift_flow", "30 16 * * 1-5", "America/New_York")
-    assert config.task_runner.kind == "threads"
+    assert config.task_runner == TaskRunnerSettings(kind="processes", max_workers=None)
 
 
 def test_next_run_follows_the_time_zone() -> None:
@@ -262,6 +262,14 @@ def test_thread_task_runner() -> None:
     runner = task_runner_from_config(TaskRunnerSettings(kind="threads", max_workers=3))
     assert isinstance(runner, ThreadPoolTaskRunner)
     assert runner._max_workers == 3
+
+
+def test_process_task_runner() -> None:
+    from prefect.task_runners import ProcessPoolTaskRunner
+
+    runner = task_runner_from_config(TaskRunnerSettings(kind="processes", max_workers=2))
+    assert isinstance(runner, ProcessPoolTaskRunner)
+    assert runner._max_workers == 2
 
 
 def test_dask_task_runner_without_prefect_dask(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -706,8 +706,12 @@ def test_mlflow_models_serve_answers_over_http(world, registered, tmp_path):
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     mlflow_cli = Path(sys.executable).with_name("mlflow")
-    # As from an activated venv: the server execs uvicorn from PATH.
+    # As from an activated venv: the server execs uvicorn from PATH. The
+    # scoring server's request timeout (60 s by default) is raised: beside the
+    # pipeline tests on 2 cores the first request, which imports torch and SB3
+    # to load the model, once took longer and came back 504.
     env = {**os.environ, "MLFLOW_TRACKING_URI": registered.tracking_uri,
+           "MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT": "300",
            "PATH": f"{mlflow_cli.parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     log = (tmp_path / "serve.log").open("w")
     server = subprocess.Popen(
@@ -731,7 +735,7 @@ def test_mlflow_models_serve_answers_over_http(world, registered, tmp_path):
                                                                        "cash_fraction": 0.75}})}})
         request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", body.encode(),
                                          {"Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=60) as response:
+        with urllib.request.urlopen(request, timeout=300) as response:
             answer = json.loads(response.read())["predictions"]
         expected = serving_output(world.policies["limits"].decide(
             window, {"SYN001": {"position": 0.25, "cash_fraction": 0.75}}))

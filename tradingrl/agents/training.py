@@ -698,6 +698,12 @@ class SeedResults:
     val_mean: float
     val_std: float
     n_trials: int
+    search: Any = None  # the AgentSearch whose best settings trained the seeds, or None
+
+
+def seed_dir(out_dir: str | Path, seed: int) -> Path:
+    """Where :func:`train_seeds` trains seed ``seed``: ``<out_dir>/seed_<seed>``."""
+    return Path(out_dir) / f"seed_{int(seed)}"
 
 
 def train_seeds(
@@ -709,16 +715,26 @@ def train_seeds(
     env_kwargs: Mapping[str, Any] | None = None,
     callbacks: Sequence[Any] = (),
     logger_for_seed: Any = None,
+    search: Any = None,
 ) -> SeedResults:
     """:func:`train_agent` for each of ``settings.seeds``, each in
-    ``<out_dir>/seed_<s>``; ``logger_for_seed(seed)`` gives its SB3 logger."""
+    :func:`seed_dir`; ``logger_for_seed(seed)`` gives its SB3 logger. A seed
+    that already finished there (e.g. trained by another process) is read back.
+    ``search`` (an :class:`~tradingrl.agents.search.AgentSearchSettings` with
+    trials): :func:`~tradingrl.agents.search.search_agent` first, in
+    ``<out_dir>/search``; its best settings train the seeds."""
+    found = None
+    if search is not None and search.enabled:
+        found = search.run(train_market, val_market, settings, out_dir=Path(out_dir) / "search",
+                           env_kwargs=env_kwargs or {})
+        settings = found.settings
     agents = tuple(
         train_agent(train_market, val_market, settings, seed=seed,
-                    out_dir=Path(out_dir) / f"seed_{seed}", env_kwargs=env_kwargs,
+                    out_dir=seed_dir(out_dir, seed), env_kwargs=env_kwargs,
                     callbacks=callbacks,
                     sb3_logger=None if logger_for_seed is None else logger_for_seed(seed))
         for seed in settings.seeds)
     values = np.array([a.best_val_mean_reward for a in agents])
     return SeedResults(agents=agents, val_mean=float(values.mean()),
                        val_std=float(values.std(ddof=1)) if len(values) > 1 else 0.0,
-                       n_trials=len(agents))
+                       n_trials=len(agents), search=found)

@@ -62,7 +62,9 @@ class FoldConfig:
     agent's state columns; val_fraction: the agent's validation share of the
     pre-test span; embargo_timestamps: sessions left out between the agent's
     data and the test block; baselines: BaselineSettings; out_dir: where the
-    fold's agents are trained (checkpoints, best models).
+    fold's agents are trained (checkpoints, best models); search: the agent
+    search (:class:`~tradingrl.agents.search.AgentSearchSettings`) run on the
+    fold's validation span before its seeds train, or None.
     """
 
     settings: Any
@@ -73,6 +75,7 @@ class FoldConfig:
     out_dir: Path
     embargo_timestamps: int = 0
     baselines: BaselineSettings = field(default_factory=BaselineSettings)
+    search: Any = None
 
 
 @dataclass(frozen=True)
@@ -92,7 +95,8 @@ class FoldResult:
     fold: the fold's index; spans: the agent's train/val start and end (ISO);
     test: the test block's start and end (ISO); symbols: the symbols traded;
     chosen_seed: the seed chosen on validation; seeds: every seed's book;
-    policy: the chosen seed's book; baselines: name -> book.
+    policy: the chosen seed's book; baselines: name -> book; search: the
+    fold's agent search (AgentSearch.to_json()), None without one.
     """
 
     fold: int
@@ -103,6 +107,7 @@ class FoldResult:
     seeds: list[SeedBook]
     policy: BookSeries
     baselines: dict[str, BookSeries]
+    search: dict[str, Any] | None = None
 
 
 def first_decision_bar(market: Any, window: int) -> int:
@@ -120,6 +125,48 @@ def evaluate_fold_job(table: pd.DataFrame, fold: Fold, config: FoldConfig,
 
     torch.set_num_threads(int(torch_threads))
     return evaluate_fold(table, fold, config)
+
+
+def train_fold_seed_job(table: pd.DataFrame, fold: Fold, config: FoldConfig, seed: int,
+                        torch_threads: int = 1) -> int:
+    """One seed of one fold's agents, as a piece of work for another process:
+    :func:`~tradingrl.agents.training.train_agent` on the fold's training and
+    validation markets (:func:`fold_markets`) in the folder where
+    :func:`evaluate_fold` (through ``train_seeds``) looks for it, which then
+    reads it back instead of training it. Sets torch's intra-op threads
+    first, as the stage does. Returns the agent's timesteps."""
+    import torch
+
+    from tradingrl.agents.training import seed_dir, train_agent
+
+    torch.set_num_threads(int(torch_threads))
+    _, train, val, _ = fold_markets(table, fold, config)
+    settings = fold_search(train, val, config).settings  # read back: search_fold_job ran it
+    agent = train_agent(train, val, settings, seed=seed,
+                        out_dir=seed_dir(config.out_dir, seed), env_kwargs=config.env_kwargs)
+    return agent.timesteps
+
+
+def fold_search(train: Any, val: Any, config: FoldConfig) -> Any:
+    """The fold's agent search (:func:`~tradingrl.agents.search.search_agent`
+    in ``config.out_dir/search``, where ``train_seeds`` runs it); without one
+    an empty search that keeps ``config.settings``."""
+    from tradingrl.agents.search import AgentSearchSettings, search_agent
+
+    return search_agent(train, val, config.settings, config.search or AgentSearchSettings(),
+                        out_dir=Path(config.out_dir) / "search", env_kwargs=config.env_kwargs)
+
+
+def search_fold_job(table: pd.DataFrame, fold: Fold, config: FoldConfig,
+                    torch_threads: int = 1) -> int:
+    """The fold's agent search as a piece of work for another process (its
+    trials run one after another: each depends on the ones before). Returns
+    the number of trials."""
+    import torch
+
+    torch.set_num_threads(int(torch_threads))
+    _, train, val, _ = fold_markets(table, fold, config)
+    return fold_search(train, val, config).n_trials
 
 
 def fold_markets(table: pd.DataFrame, fold: Fold, config: FoldConfig
@@ -166,7 +213,7 @@ def evaluate_fold(table: pd.DataFrame, fold: Fold, config: FoldConfig) -> FoldRe
     spans, train, val, test = fold_markets(table, fold, config)
     window = int(config.env_kwargs.get("window", 20))
     results = train_seeds(train, val, config.settings, out_dir=Path(config.out_dir),
-                          env_kwargs=config.env_kwargs)
+                          env_kwargs=config.env_kwargs, search=config.search)
 
     env = block_env(config.env_kwargs)
     stamps = []
@@ -214,4 +261,5 @@ def evaluate_fold(table: pd.DataFrame, fold: Fold, config: FoldConfig) -> FoldRe
                for a, book in zip(results.agents, seed_books, strict=True)],
         policy=seed_books[chosen],
         baselines=baselines,
+        search=None if results.search is None else results.search.to_json(),
     )

@@ -22,19 +22,28 @@ import pandas as pd
 
 from tradingrl.evaluation.books import BookSeries, concatenate, json_safe, summarise
 from tradingrl.evaluation.pbo import probability_of_backtest_overfitting
-from tradingrl.evaluation.policy_eval import FoldConfig, FoldResult, evaluate_fold_job
+from tradingrl.evaluation.policy_eval import (
+    FoldConfig,
+    FoldResult,
+    evaluate_fold_job,
+    search_fold_job,
+    train_fold_seed_job,
+)
 from tradingrl.evaluation.sharpe import deflated_sharpe_ratio
 from tradingrl.parallel import map_parallel
 from tradingrl.splits.walk_forward import Fold
 
 
-def trial_count(n_seeds: int, model_report: Mapping[str, Any]) -> dict[str, int]:
+def trial_count(n_seeds: int, model_report: Mapping[str, Any],
+                agent_trials: int = 0) -> dict[str, int]:
     """Configurations tried on the way to the evaluated policy: every Optuna
     trial of the CNN+LSTM (``model_report``: reports/model_metrics.json)
-    times every RL seed (at least the seeds)."""
+    times every trial of the agent search (``agent_trials``,
+    :mod:`tradingrl.agents.search`) times every RL seed (at least the seeds)."""
     optuna_trials = int(model_report.get("search", {}).get("n_trials", 0))
-    return {"optuna_trials": optuna_trials, "rl_seeds": n_seeds,
-            "n_trials": max(optuna_trials, 1) * n_seeds}
+    return {"optuna_trials": optuna_trials, "agent_search_trials": int(agent_trials),
+            "rl_seeds": n_seeds,
+            "n_trials": max(optuna_trials, 1) * max(int(agent_trials), 1) * n_seeds}
 
 
 def run_walk_forward(table: pd.DataFrame, folds: Sequence[Fold], config: FoldConfig, *,
@@ -42,8 +51,14 @@ def run_walk_forward(table: pd.DataFrame, folds: Sequence[Fold], config: FoldCon
                      log: Callable[[str], None] = print) -> list[FoldResult]:
     """:func:`~tradingrl.evaluation.policy_eval.evaluate_fold` of every fold
     but the first, each training its agents in ``runs_root/fold-<k>``
-    (``config.out_dir`` is replaced), on ``runner`` (a task runner: Dask runs
-    the folds in parallel processes; None runs them one by one)."""
+    (``config.out_dir`` is replaced). On a parallel ``runner``
+    (:func:`tradingrl.parallel.worker_count` > 1: worker processes or Dask)
+    every (fold, seed) agent is first trained as a piece of its own
+    (:func:`~tradingrl.evaluation.policy_eval.train_fold_seed_job`), which
+    balances the work better than whole folds; the folds then read their
+    agents back and trade their blocks in this process. None or ``threads``
+    does it all one fold after another. The results are the same either way."""
+    from tradingrl.parallel import worker_count
 
     if len(folds) < 2:
         raise ValueError("walk-forward evaluation needs walk_forward.n_folds >= 2 (the first "
@@ -51,9 +66,20 @@ def run_walk_forward(table: pd.DataFrame, folds: Sequence[Fold], config: FoldCon
     calls = [{"table": table, "fold": fold, "torch_threads": int(torch_threads),
               "config": dataclasses.replace(config, out_dir=runs_root / f"fold-{fold.index}")}
              for fold in folds[1:]]
-    if runner is not None:
-        log(f"evaluate: {len(calls)} folds on task runner {runner.kind}")
-    results = map_parallel(evaluate_fold_job, calls, settings=runner, name="fold")
+    pieces = [{**call, "seed": int(seed)} for call in calls for seed in config.settings.seeds]
+    if config.search is not None and config.search.enabled and worker_count(runner,
+                                                                           len(calls)) > 1:
+        # The folds' searches first (one piece a fold: a search's trials
+        # follow each other), then the seeds with each fold's best settings.
+        log(f"evaluate: {len(calls)} agent searches of {config.search.n_trials} trials on "
+            f"task runner {runner.kind}")
+        map_parallel(search_fold_job, calls, settings=runner, name="search")
+    if worker_count(runner, len(pieces)) > 1:
+        log(f"evaluate: {len(pieces)} agents ({len(calls)} folds x "
+            f"{len(config.settings.seeds)} seeds) on task runner {runner.kind}, "
+            f"{worker_count(runner, len(pieces))} workers")
+        map_parallel(train_fold_seed_job, pieces, settings=runner, name="agent")
+    results = [evaluate_fold_job(**call) for call in calls]
     for result in results:
         log(f"evaluate: fold {result.fold} {result.test['start'][:10]}..."
             f"{result.test['end'][:10]} done (seed {result.chosen_seed} chosen)")
@@ -97,7 +123,8 @@ def count_trials(trials: Mapping[str, Any], seed_sharpes: Sequence[float | None]
     return {**trials, "this_run": int(trials["n_trials"]), "history": counted,
             "n_trials": int(trials["n_trials"]) + sum(int(h["n_trials"]) for h in counted),
             "trial_sharpes": sharpes,
-            "source": (f"{int(trials['n_trials'])} in this run (Optuna trials x RL seeds) + "
+            "source": (f"{int(trials['n_trials'])} in this run (CNN+LSTM trials x agent "
+                       "search trials x RL seeds) + "
                        f"{len(counted)} other configurations evaluated on the same data and "
                        "fold plan (MLflow evaluate runs)")}
 
@@ -164,7 +191,9 @@ def walk_forward_record(results: Sequence[FoldResult], *, bars_per_year: int,
                           "per_fold": per_fold(n)} for n, b in baselines.items()},
         "trials": counted,
         "folds": [{"fold": r.fold, "test": r.test, "agent_spans": r.spans,
-                   "chosen_seed": r.chosen_seed} for r in results],
+                   "chosen_seed": r.chosen_seed,
+                   **({} if r.search is None else {"agent_search": r.search})}
+                  for r in results],
         "config": dict(config),
     })
     record["best_baseline"] = max(

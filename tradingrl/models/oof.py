@@ -115,6 +115,25 @@ def check_out_of_fold(predictions: pd.DataFrame, folds: Sequence[Fold]) -> None:
         raise ValueError(f"predictions lack columns {missing}")
 
 
+FOLD_TORCH_THREADS = 1  # every fold fits with one intra-op thread, serial or in parallel
+
+
+def predict_fold_job(frame: pd.DataFrame, feature_names: Sequence[str],
+                     settings: TrainSettings, fold: Fold, fold_dir: Path) -> None:
+    """:func:`predict_fold` as a piece of work for another process: sets
+    torch's intra-op threads to :data:`FOLD_TORCH_THREADS` (the same however
+    the folds run, so their results are too), fits and predicts, and writes
+    ``fold_dir/predictions.parquet`` and ``fold_dir/info.json`` (the latter
+    last: a fold is finished when both exist)."""
+    import torch
+
+    torch.set_num_threads(FOLD_TORCH_THREADS)
+    predictions, info = predict_fold(frame, feature_names, settings, fold,
+                                     checkpoint_dir=fold_dir / "checkpoints")
+    predictions.to_parquet(fold_dir / "predictions.parquet", index=False)
+    write_json(fold_dir / "info.json", info)
+
+
 def out_of_fold_predictions(
     frame: pd.DataFrame,
     feature_names: Sequence[str],
@@ -123,27 +142,44 @@ def out_of_fold_predictions(
     *,
     checkpoint_root: Path,
     run_key: str,
+    runner: Any = None,
     log: Callable[[str], None] = print,
 ) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
     """Every fold's :func:`predict_fold`, concatenated and checked
     (:func:`check_out_of_fold`). Fold k works in ``checkpoint_root/fold-<k>``,
     kept only when stamped ``run_key`` (see :func:`tradingrl.resume.prepare_resumable`):
     a fold finished there (predictions.parquet and info.json) is read back,
-    marked ``resumed``, not refitted. Returns (predictions, per-fold info)."""
+    marked ``resumed``, not refitted. The folds still to fit run as pieces of
+    :func:`tradingrl.parallel.map_parallel` on ``runner`` (worker processes,
+    Dask; None or ``threads``: one by one), with the same results.
+    Returns (predictions, per-fold info)."""
+    from tradingrl.parallel import map_parallel, worker_count
 
+    dirs = {fold.index: checkpoint_root / f"fold-{fold.index}" for fold in folds}
+
+    def finished(fold: Fold) -> bool:
+        return ((dirs[fold.index] / "predictions.parquet").is_file()
+                and (dirs[fold.index] / "info.json").is_file())
+
+    resumed = set()
+    for fold in folds:
+        prepare_resumable(dirs[fold.index], run_key)
+        if finished(fold):
+            resumed.add(fold.index)
+    pending = [{"frame": frame, "feature_names": list(feature_names), "settings": settings,
+                "fold": fold, "fold_dir": dirs[fold.index]}
+               for fold in folds if fold.index not in resumed]
+    if worker_count(runner, len(pending)) > 1:
+        log(f"predict_oof: {len(pending)} folds on task runner {runner.kind}, "
+            f"{worker_count(runner, len(pending))} workers")
+    map_parallel(predict_fold_job, pending, settings=runner, name="fold")
     parts, infos = [], []
     for fold in folds:
-        fold_dir = checkpoint_root / f"fold-{fold.index}"
-        done = fold_dir / "predictions.parquet"
-        prepare_resumable(fold_dir, run_key)
-        if done.is_file() and (fold_dir / "info.json").is_file():
-            predictions = pd.read_parquet(done)
-            info = {**json.loads((fold_dir / "info.json").read_text()), "resumed": True}
-        else:
-            predictions, info = predict_fold(frame, feature_names, settings, fold,
-                                             checkpoint_dir=fold_dir / "checkpoints")
-            predictions.to_parquet(done, index=False)
-            write_json(fold_dir / "info.json", info)
+        fold_dir = dirs[fold.index]
+        predictions = pd.read_parquet(fold_dir / "predictions.parquet")
+        info = json.loads((fold_dir / "info.json").read_text())
+        if fold.index in resumed:
+            info["resumed"] = True
         parts.append(predictions)
         infos.append(info)
         log(f"predict_oof: fold {fold.index} trained to {fold.train_end.date()}, predicted "
