@@ -252,6 +252,9 @@ def evaluate_config(name: str, inputs: tuple[Any, ...], sections: Mapping[str, A
         "seed_sharpe_std": float(np.std(seeds, ddof=1)) if len(seeds) > 1 else None,
         "chosen_seeds": evaluation["policy"]["chosen_seeds"],
         "dsr": evaluation["policy"]["dsr"].get("dsr"),
+        "n_trials": evaluation["trials"]["n_trials"],
+        # Per fold, the agent search's trials and choice (None without a search).
+        "agent_search": [f.get("agent_search") for f in evaluation["folds"]],
         "baselines": {n: {"sharpe": b.get("sharpe"), "turnover": b.get("turnover"),
                           "exposure": b.get("exposure"), "cost_drag": b.get("cost_drag"),
                           "turnover_per_exposure": turnover_per_exposure(b)}

@@ -106,8 +106,8 @@ def main(params: dict[str, Any] | None = None, agent_params: dict[str, Any] | No
                         val_fraction=agent_params["val_fraction"], out_dir=runs_root,
                         embargo_timestamps=embargo,
                         baselines=BaselineSettings(**params["baselines"]), search=search)
-    # Folds are independent: on a Dask task runner (pipelines.yaml, through
-    # the training flow) they run in parallel processes, else one by one.
+    # Folds and seeds are independent: their agents train in worker processes
+    # (tradingrl/parallel.py: one per core, or the training flow's runner).
     results = run_walk_forward(table, folds, config, runs_root=runs_root,
                                torch_threads=int(agent_params["torch_threads"]),
                                runner=runner_from_env())

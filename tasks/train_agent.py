@@ -4,7 +4,8 @@ The agent's span is the part of the data that has out-of-fold CNN+LSTM
 predictions (data/predictions, stage predict_oof): every prediction in its
 state was made by a model fitted before that bar's block. The work is
 :func:`tradingrl.agents.run.train_hybrid_agent`: one agent per seed
-(``seeds``; the count is recorded as trials for the deflated Sharpe ratio),
+(``seeds``; the count is recorded as trials for the deflated Sharpe ratio;
+they train in worker processes, one per core, :mod:`tradingrl.parallel`),
 the seed with the best validation score is the stage's agent. A killed run
 resumes from the checkpoints in models/agent_runs (kept when code, params and
 inputs are unchanged; a seed that finished is read back, not trained
@@ -31,6 +32,7 @@ from tradingrl.resume import code_hash, file_md5, fingerprint, finish_resumable,
 from tradingrl.stage import run_stage, write_json
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+CURVE_FILE = "training_log.jsonl"
 
 
 def main(params: dict[str, Any] | None = None, repo_root: Path = REPO_ROOT) -> dict[str, Any]:
@@ -38,12 +40,13 @@ def main(params: dict[str, Any] | None = None, repo_root: Path = REPO_ROOT) -> d
     import mlflow
     import torch
 
-    from tradingrl.agents.curves import mlflow_logger
+    from tradingrl.agents.curves import file_logger, log_curve_file
     from tradingrl.agents.data import build_agent_table
     from tradingrl.agents.export import log_and_register_agent
     from tradingrl.agents.run import env_kwargs_from_params, train_hybrid_agent, write_agent_dir
     from tradingrl.agents.search import AgentSearchSettings
-    from tradingrl.agents.training import AgentSettings
+    from tradingrl.agents.training import AgentSettings, seed_dir
+    from tradingrl.parallel import runner_from_env
     from tradingrl.tracking import provenance_tags, tracking_uri, use_experiment
 
     params = params if params is not None else load_params("train_agent",
@@ -71,14 +74,18 @@ def main(params: dict[str, Any] | None = None, repo_root: Path = REPO_ROOT) -> d
         trained = train_hybrid_agent(
             table, settings, env_kwargs, feature_names=feature_names,
             prediction_names=prediction_names, val_fraction=params["val_fraction"],
-            runs_dir=runs_dir, logger_for_seed=lambda seed: mlflow_logger(
-                run.info.run_id, prefix=f"seed{seed}/", tracking_uri=tracking_uri(repo_root)),
-            search=search)
+            runs_dir=runs_dir, logger_for_seed=lambda seed: file_logger(
+                seed_dir(runs_dir, seed) / CURVE_FILE),
+            search=search, runner=runner_from_env())
         spans = {k: v.isoformat() for k, v in trained.spans.items()}
         mlflow.log_dict(spans, "spans.json")
         results, chosen = trained.results, trained.chosen
         per_seed = []
         for agent in results.agents:
+            # The seeds trained in worker processes (tradingrl/parallel.py):
+            # their training logs reach MLflow from here.
+            log_curve_file(seed_dir(runs_dir, agent.seed) / CURVE_FILE, run.info.run_id,
+                           prefix=f"seed{agent.seed}/", tracking_uri=tracking_uri(repo_root))
             _log_seed_run(runs_dir / f"seed_{agent.seed}" / "evaluations.npz", agent, tags)
             per_seed.append({"seed": agent.seed, "best_val_mean_reward": agent.best_val_mean_reward,
                              "timesteps": agent.timesteps,

@@ -16,7 +16,7 @@ processes, or a scheduler address). ``threads`` runs the pieces serially:
 the pieces train torch models and SB3 agents, which draw from per-process
 global random generators, so two of them in threads of one process would
 interleave their draws and give results that depend on timing. Each piece
-must be a pure function of its arguments (module-level, picklable) that sets
+must be a pure function of its arguments (sent with cloudpickle) that sets
 its own torch thread count, so the parallel results equal the serial ones
 to the last digit (tests/unit/test_parallel.py; tests/integration/test_training_flow.py
 checks the evaluation's metrics).

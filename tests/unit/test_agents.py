@@ -312,6 +312,39 @@ def test_train_seeds_reports_mean_std_and_trial_count(tmp_path: Path) -> None:
     assert (tmp_path / "seed_1" / "best_model.zip").is_file()
 
 
+def test_seeds_trained_in_worker_processes_equal_the_serial_seeds(tmp_path: Path) -> None:
+    from tradingrl.agents.curves import file_logger
+    from tradingrl.orchestration import TaskRunnerSettings
+
+    market = planted_market(150, 9)
+    settings = tiny_settings(seeds=(0, 1))
+    results = {}
+    for name, runner in (("serial", None),
+                         ("processes", TaskRunnerSettings(kind="processes", max_workers=2))):
+        out = tmp_path / name
+        results[name] = train_seeds(
+            market, market, settings, out_dir=out, env_kwargs=TRAIN_KWARGS, runner=runner,
+            logger_for_seed=lambda seed, out=out: file_logger(out / f"log_{seed}.jsonl"))
+    serial, parallel = results["serial"], results["processes"]
+    # Trained by the workers, read back here, reported as the workers' runs.
+    assert [(a.reused, a.resumed_from) for a in parallel.agents] == [(False, None)] * 2
+    assert [(a.reused, a.resumed_from) for a in serial.agents] == [(False, None)] * 2
+    assert ([a.best_val_mean_reward for a in parallel.agents]
+            == [a.best_val_mean_reward for a in serial.agents])
+    assert parallel.val_std == serial.val_std and parallel.val_std > 0.0
+    for seed in (0, 1):
+        with np.load(tmp_path / "serial" / f"seed_{seed}" / "evaluations.npz") as a, \
+                np.load(tmp_path / "processes" / f"seed_{seed}" / "evaluations.npz") as b:
+            assert np.array_equal(a["results"], b["results"])
+        # The training log, written in the worker, is the serial one (but
+        # for its clock: frames per second, time elapsed).
+        logs = [[{k: v for k, v in json.loads(line)["values"].items()
+                  if k not in ("time/fps", "time/time_elapsed")} | {"step": json.loads(line)["step"]}
+                 for line in (tmp_path / name / f"log_{seed}.jsonl").read_text().splitlines()]
+                for name in ("serial", "processes")]
+        assert logs[0] == logs[1] and len(logs[0]) >= 2
+
+
 @pytest.mark.parametrize("bad", [
     {"algorithm": "dqn"}, {"total_timesteps": 0}, {"seeds": ()}, {"seeds": (1, 1)},
     {"patience": 0}, {"learning_rate": -1.0},

@@ -236,3 +236,32 @@ def test_agent_ablation_tiny_run_judges_each_configuration(tmp_path: Path) -> No
     assert shipped["policy_turnover_per_exposure"] == supervised["turnover_per_exposure"]
     with pytest.raises(SystemExit):
         bench_agent_ablation.parse_args(["--configs", "nonsense"])
+
+
+def test_agent_search_in_the_walk_forward_is_the_same_on_worker_processes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The walk-forward with the agent search on (2 trials a fold): run one
+    piece at a time (the threads runner) and on two worker processes (the
+    stage's default: each fold's search, then its seeds, as pieces), the
+    figures, the trials' scores and the chosen settings are the same, and the
+    search's trials multiply the DSR's N."""
+    from benchmarks import bench_agent_ablation
+    from tradingrl.parallel import RUNNER_ENV
+
+    rows = {}
+    for kind in ("threads", "processes"):
+        monkeypatch.setenv(RUNNER_ENV, json.dumps({"kind": kind, "max_workers": 2}))
+        out = tmp_path / f"{kind}.json"
+        bench_agent_ablation.main([
+            "--market", "random_walk", "--symbols", "2", "--bars", "400", "--model", "noise",
+            "--configs", "shipped",
+            "--set", "total_timesteps=512", "eval_freq=256", "checkpoint_freq=512",
+            "seeds=[0, 1]", "algorithm_kwargs.ppo.n_steps=128", "search.n_trials=2",
+            "search.timesteps=256", "--out", str(out)])
+        row = json.loads(out.read_text())["results"][0]
+        row.pop("seconds", None), row.pop("inputs_seconds", None)  # wall times
+        rows[kind] = row
+    assert rows["processes"] == rows["threads"]
+    assert rows["threads"]["n_trials"] == 2 * 2  # agent trials x seeds
+    searches = rows["threads"]["agent_search"]
+    assert searches and all(s["n_trials"] == 2 and len(s["trials"]) == 2 for s in searches)

@@ -13,19 +13,36 @@ run: every value SB3 records (``rollout/ep_rew_mean``, ``train/loss``,
 under ``prefix`` (e.g. ``seed0/``) so several seeds can share one run. It
 writes through an explicit run id, so no MLflow run needs to be active while
 SB3 trains.
+
+Agents trained in worker processes (:mod:`tradingrl.parallel`) do not write
+to the tracking store themselves (two processes writing one SQLite file at
+once would lock each other out): :func:`file_logger` appends the same records
+to a JSON-lines file in the seed's folder, and :func:`log_curve_file` posts
+that file to the MLflow run afterwards, step by step, the records of a
+resumed run's repeated steps counted once (the later wins).
 """
 
 from __future__ import annotations
 
+import json
 import math
 from numbers import Real
+from pathlib import Path
 from typing import Any
+
+
+def _numeric(key_values: dict[str, Any], key_excluded: dict[str, tuple[str, ...]],
+             output: str) -> dict[str, float]:
+    """The finite numeric records SB3 did not exclude from ``output``."""
+    return {key: float(value) for key, value in sorted(key_values.items())
+            if output not in (key_excluded.get(key) or ())
+            and isinstance(value, Real) and not isinstance(value, bool)
+            and math.isfinite(float(value))}
 
 
 def mlflow_logger(run_id: str, *, prefix: str = "", tracking_uri: str | None = None) -> Any:
     """An SB3 ``Logger`` that logs numeric records to MLflow run ``run_id``."""
     import mlflow
-    from mlflow.entities import Metric
     from stable_baselines3.common.logger import KVWriter, Logger
 
     client = mlflow.MlflowClient(tracking_uri)
@@ -33,23 +50,71 @@ def mlflow_logger(run_id: str, *, prefix: str = "", tracking_uri: str | None = N
     class MlflowWriter(KVWriter):
         def write(self, key_values: dict[str, Any], key_excluded: dict[str, tuple[str, ...]],
                   step: int = 0) -> None:
-            import time
-
-            now = int(time.time() * 1000)
-            metrics = [
-                Metric(key=f"{prefix}{key}", value=float(value), timestamp=now, step=int(step))
-                for key, value in sorted(key_values.items())
-                if "mlflow" not in (key_excluded.get(key) or ())
-                and isinstance(value, Real) and not isinstance(value, bool)
-                and math.isfinite(float(value))
-            ]
-            if metrics:
-                client.log_batch(run_id, metrics=metrics)
+            _log_batch(client, run_id, prefix,
+                       [(int(step), _numeric(key_values, key_excluded, "mlflow"))])
 
         def close(self) -> None:
             pass
 
     return Logger(folder=None, output_formats=[MlflowWriter()])
+
+
+def file_logger(path: str | Path) -> Any:
+    """An SB3 ``Logger`` appending each dump's numeric records to the JSON
+    lines file ``path`` (``{"step": ..., "values": {...}}``), for
+    :func:`log_curve_file`. The file is opened per write, so the logger
+    pickles to a worker process."""
+    from stable_baselines3.common.logger import KVWriter, Logger
+
+    target = Path(path)
+
+    class JsonLinesWriter(KVWriter):
+        def write(self, key_values: dict[str, Any], key_excluded: dict[str, tuple[str, ...]],
+                  step: int = 0) -> None:
+            values = _numeric(key_values, key_excluded, "json")
+            if values:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with target.open("a", encoding="utf-8") as handle:
+                    handle.write(json.dumps({"step": int(step), "values": values}) + "\n")
+
+        def close(self) -> None:
+            pass
+
+    return Logger(folder=None, output_formats=[JsonLinesWriter()])
+
+
+def log_curve_file(path: str | Path, run_id: str, *, prefix: str = "",
+                   tracking_uri: str | None = None) -> int:
+    """Post :func:`file_logger`'s file to MLflow run ``run_id`` under
+    ``prefix``; a step written twice (a resumed run repeats the steps after
+    its checkpoint) keeps its last record. Returns the number of steps
+    posted (0 for a missing file)."""
+    import mlflow
+
+    source = Path(path)
+    if not source.is_file():
+        return 0
+    by_step: dict[int, dict[str, float]] = {}
+    for line in source.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            record = json.loads(line)
+            by_step.setdefault(int(record["step"]), {}).update(record["values"])
+    _log_batch(mlflow.MlflowClient(tracking_uri), run_id, prefix, sorted(by_step.items()))
+    return len(by_step)
+
+
+def _log_batch(client: Any, run_id: str, prefix: str,
+               steps: list[tuple[int, dict[str, float]]]) -> None:
+    """Log ``(step, values)`` pairs as metrics, at most 1,000 per call (MLflow's limit)."""
+    import time
+
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    metrics = [Metric(key=f"{prefix}{key}", value=value, timestamp=now, step=step)
+               for step, values in steps for key, value in values.items()]
+    for start in range(0, len(metrics), 1000):
+        client.log_batch(run_id, metrics=metrics[start:start + 1000])
 
 
 TRADE_QUANTILES: tuple[int, ...] = (5, 25, 50, 75, 95)

@@ -64,13 +64,15 @@ def train_hybrid_agent(
     runs_dir: Path,
     logger_for_seed: Callable[[int], Any] | None = None,
     search: Any = None,
+    runner: Any = None,
 ) -> AgentRun:
     """Train ``settings.seeds`` agents on ``table`` (:func:`tradingrl.agents.data.build_agent_table`)
     and choose one (see the module docstring): the last ``val_fraction`` of
     the span's sessions validate (early stopping, the choice of seed), the
     rest train; each seed works in ``runs_dir/seed_<s>``. ``search`` (an
     :class:`~tradingrl.agents.search.AgentSearchSettings`): the agent search
-    on the same validation span first, in ``runs_dir/search``."""
+    on the same validation span first, in ``runs_dir/search``. ``runner``: the
+    seeds' worker processes (:func:`~tradingrl.agents.training.train_seeds`)."""
     from tradingrl.agents.reference import ConstantPolicy
     from tradingrl.agents.training import (
         algorithm_classes,
@@ -89,7 +91,7 @@ def train_hybrid_agent(
                                end=spans["val_end"], lookback=history_lookback(env_kwargs))
     results = train_seeds(train_markets, val_markets, settings, out_dir=runs_dir,
                           env_kwargs=env_kwargs, logger_for_seed=logger_for_seed,
-                          search=search)
+                          search=search, runner=runner)
     chosen = max(results.agents, key=lambda a: a.best_val_mean_reward)
 
     # Deterministic validation rollouts of the chosen agent and of two

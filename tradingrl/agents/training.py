@@ -706,6 +706,37 @@ def seed_dir(out_dir: str | Path, seed: int) -> Path:
     return Path(out_dir) / f"seed_{int(seed)}"
 
 
+def searched_settings(train_market: Markets, val_market: Markets, settings: AgentSettings, *,
+                      out_dir: str | Path, env_kwargs: Mapping[str, Any] | None = None,
+                      search: Any = None) -> tuple[AgentSettings, Any]:
+    """The settings :func:`train_seeds` trains the seeds of ``out_dir`` with,
+    and the search that chose them: ``(settings, None)`` without a search;
+    with one (an :class:`~tradingrl.agents.search.AgentSearchSettings` with
+    trials) its best settings and its ``AgentSearch``, run in
+    ``<out_dir>/search`` (read back when its trials finished there)."""
+    if search is None or not search.enabled:
+        return settings, None
+    found = search.run(train_market, val_market, settings, out_dir=Path(out_dir) / "search",
+                       env_kwargs=env_kwargs or {})
+    return found.settings, found
+
+
+def train_seed_job(train_market: Markets, val_market: Markets, settings: AgentSettings,
+                   seed: int, out_dir: str | Path, env_kwargs: Mapping[str, Any] | None,
+                   logger_for_seed: Any, torch_threads: int) -> tuple[str | None, bool]:
+    """One seed of :func:`train_seeds` as a piece of work for another process:
+    :func:`train_agent` in its :func:`seed_dir` with ``torch_threads`` intra-op
+    threads. Returns what the worker's run was: the checkpoint it resumed
+    from (or None) and whether it found the seed finished."""
+    import torch
+
+    torch.set_num_threads(int(torch_threads))
+    agent = train_agent(train_market, val_market, settings, seed=seed,
+                        out_dir=seed_dir(out_dir, seed), env_kwargs=env_kwargs,
+                        sb3_logger=None if logger_for_seed is None else logger_for_seed(seed))
+    return (None if agent.resumed_from is None else str(agent.resumed_from)), agent.reused
+
+
 def train_seeds(
     train_market: Markets,
     val_market: Markets,
@@ -716,25 +747,48 @@ def train_seeds(
     callbacks: Sequence[Any] = (),
     logger_for_seed: Any = None,
     search: Any = None,
+    runner: Any = None,
 ) -> SeedResults:
     """:func:`train_agent` for each of ``settings.seeds``, each in
     :func:`seed_dir`; ``logger_for_seed(seed)`` gives its SB3 logger. A seed
     that already finished there (e.g. trained by another process) is read back.
     ``search`` (an :class:`~tradingrl.agents.search.AgentSearchSettings` with
     trials): :func:`~tradingrl.agents.search.search_agent` first, in
-    ``<out_dir>/search``; its best settings train the seeds."""
-    found = None
-    if search is not None and search.enabled:
-        found = search.run(train_market, val_market, settings, out_dir=Path(out_dir) / "search",
-                           env_kwargs=env_kwargs or {})
-        settings = found.settings
-    agents = tuple(
-        train_agent(train_market, val_market, settings, seed=seed,
-                    out_dir=seed_dir(out_dir, seed), env_kwargs=env_kwargs,
-                    callbacks=callbacks,
-                    sb3_logger=None if logger_for_seed is None else logger_for_seed(seed))
-        for seed in settings.seeds)
+    ``<out_dir>/search``; its best settings train the seeds. ``runner`` (a
+    :class:`~tradingrl.orchestration.TaskRunnerSettings`): the seeds train in
+    its worker processes (:func:`tradingrl.parallel.map_parallel`) with this
+    process's torch thread count, then are read back, so the result is the
+    serial one; the logger must then pickle (e.g.
+    :func:`tradingrl.agents.curves.file_logger`), and ``callbacks``, which
+    would run in the workers, keep the training serial."""
+    import torch
+
+    from tradingrl.parallel import map_parallel, worker_count
+
+    settings, found = searched_settings(train_market, val_market, settings, out_dir=out_dir,
+                                        env_kwargs=env_kwargs, search=search)
+    agents = []
+    if not callbacks and worker_count(runner, len(settings.seeds)) > 1:
+        common = {"train_market": train_market, "val_market": val_market,
+                  "settings": settings, "out_dir": out_dir, "env_kwargs": env_kwargs,
+                  "logger_for_seed": logger_for_seed, "torch_threads": torch.get_num_threads()}
+        runs = map_parallel(train_seed_job, [{**common, "seed": seed} for seed in settings.seeds],
+                            settings=runner, name="agent-seed")
+        for seed, (resumed_from, reused) in zip(settings.seeds, runs, strict=True):
+            # Read back here; reported as the worker's run was.
+            agent = train_agent(train_market, val_market, settings, seed=seed,
+                                out_dir=seed_dir(out_dir, seed), env_kwargs=env_kwargs)
+            agents.append(dataclasses.replace(
+                agent, reused=reused,
+                resumed_from=None if resumed_from is None else Path(resumed_from)))
+    else:
+        agents = [train_agent(train_market, val_market, settings, seed=seed,
+                              out_dir=seed_dir(out_dir, seed), env_kwargs=env_kwargs,
+                              callbacks=callbacks,
+                              sb3_logger=None if logger_for_seed is None
+                              else logger_for_seed(seed))
+                  for seed in settings.seeds]
     values = np.array([a.best_val_mean_reward for a in agents])
-    return SeedResults(agents=agents, val_mean=float(values.mean()),
+    return SeedResults(agents=tuple(agents), val_mean=float(values.mean()),
                        val_std=float(values.std(ddof=1)) if len(values) > 1 else 0.0,
                        n_trials=len(agents), search=found)

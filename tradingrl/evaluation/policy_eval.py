@@ -137,36 +137,33 @@ def train_fold_seed_job(table: pd.DataFrame, fold: Fold, config: FoldConfig, see
     first, as the stage does. Returns the agent's timesteps."""
     import torch
 
-    from tradingrl.agents.training import seed_dir, train_agent
+    from tradingrl.agents.training import searched_settings, seed_dir, train_agent
 
     torch.set_num_threads(int(torch_threads))
     _, train, val, _ = fold_markets(table, fold, config)
-    settings = fold_search(train, val, config).settings  # read back: search_fold_job ran it
+    # With a search, read back: search_fold_job ran it in the same folder.
+    settings, _ = searched_settings(train, val, config.settings, out_dir=config.out_dir,
+                                    env_kwargs=config.env_kwargs, search=config.search)
     agent = train_agent(train, val, settings, seed=seed,
                         out_dir=seed_dir(config.out_dir, seed), env_kwargs=config.env_kwargs)
     return agent.timesteps
 
 
-def fold_search(train: Any, val: Any, config: FoldConfig) -> Any:
-    """The fold's agent search (:func:`~tradingrl.agents.search.search_agent`
-    in ``config.out_dir/search``, where ``train_seeds`` runs it); without one
-    an empty search that keeps ``config.settings``."""
-    from tradingrl.agents.search import AgentSearchSettings, search_agent
-
-    return search_agent(train, val, config.settings, config.search or AgentSearchSettings(),
-                        out_dir=Path(config.out_dir) / "search", env_kwargs=config.env_kwargs)
-
-
 def search_fold_job(table: pd.DataFrame, fold: Fold, config: FoldConfig,
                     torch_threads: int = 1) -> int:
-    """The fold's agent search as a piece of work for another process (its
-    trials run one after another: each depends on the ones before). Returns
-    the number of trials."""
+    """The fold's agent search (``searched_settings``, where ``train_seeds``
+    looks for it) as a piece of work for another process; its trials run one
+    after another, each depending on the ones before. Returns the number of
+    trials."""
     import torch
+
+    from tradingrl.agents.training import searched_settings
 
     torch.set_num_threads(int(torch_threads))
     _, train, val, _ = fold_markets(table, fold, config)
-    return fold_search(train, val, config).n_trials
+    _, found = searched_settings(train, val, config.settings, out_dir=config.out_dir,
+                                 env_kwargs=config.env_kwargs, search=config.search)
+    return 0 if found is None else found.n_trials
 
 
 def fold_markets(table: pd.DataFrame, fold: Fold, config: FoldConfig

@@ -74,10 +74,11 @@ def run_walk_forward(table: pd.DataFrame, folds: Sequence[Fold], config: FoldCon
         log(f"evaluate: {len(calls)} agent searches of {config.search.n_trials} trials on "
             f"task runner {runner.kind}")
         map_parallel(search_fold_job, calls, settings=runner, name="search")
-    if worker_count(runner, len(pieces)) > 1:
+    workers = worker_count(runner, len(pieces))
+    if workers > 1:
         log(f"evaluate: {len(pieces)} agents ({len(calls)} folds x "
             f"{len(config.settings.seeds)} seeds) on task runner {runner.kind}, "
-            f"{worker_count(runner, len(pieces))} workers")
+            f"{workers} workers")
         map_parallel(train_fold_seed_job, pieces, settings=runner, name="agent")
     results = [evaluate_fold_job(**call) for call in calls]
     for result in results:

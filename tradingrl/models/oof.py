@@ -156,22 +156,18 @@ def out_of_fold_predictions(
     from tradingrl.parallel import map_parallel, worker_count
 
     dirs = {fold.index: checkpoint_root / f"fold-{fold.index}" for fold in folds}
-
-    def finished(fold: Fold) -> bool:
-        return ((dirs[fold.index] / "predictions.parquet").is_file()
-                and (dirs[fold.index] / "info.json").is_file())
-
     resumed = set()
     for fold in folds:
         prepare_resumable(dirs[fold.index], run_key)
-        if finished(fold):
+        if all((dirs[fold.index] / name).is_file() for name in ("predictions.parquet",
+                                                                "info.json")):
             resumed.add(fold.index)
     pending = [{"frame": frame, "feature_names": list(feature_names), "settings": settings,
                 "fold": fold, "fold_dir": dirs[fold.index]}
                for fold in folds if fold.index not in resumed]
-    if worker_count(runner, len(pending)) > 1:
-        log(f"predict_oof: {len(pending)} folds on task runner {runner.kind}, "
-            f"{worker_count(runner, len(pending))} workers")
+    workers = worker_count(runner, len(pending))
+    if workers > 1:
+        log(f"predict_oof: {len(pending)} folds on task runner {runner.kind}, {workers} workers")
     map_parallel(predict_fold_job, pending, settings=runner, name="fold")
     parts, infos = [], []
     for fold in folds:
