@@ -25,7 +25,7 @@ Settings shared by both controls, and why:
   DSR 0.95.
 - CNN+LSTM: the repro test's TINY_MODEL (window 20, 1 epoch, 2 MC passes).
 - Agent: params.yaml's train_agent section as shipped (PPO, residual action
-  on the supervised p_up - p_down, window 1, gamma 0.9, exploration std
+  on the supervised p_up - p_down, window 1, gamma 0.5, exploration std
   0.37, the untrained policy kept unless a seed beats it on validation by a
   t of 2), with the budget cut to fit ``make test``, and nothing else:
   seeds [0, 1] instead of [0, 1, 2] (2 trials for the DSR; a third seed

@@ -129,6 +129,17 @@ def check_pipeline_outputs(repo_copy: Path) -> None:
     assert {p.name for p in (repo_copy / "models/agent").iterdir()} >= {
         "agent.zip", "seed_0.zip", "seed_1.zip", "env_config.json", "scaler.json", "results.json"}
     assert agent["validation"]["flat"]["mean_total_log_return"] == 0.0
+    # The seeds trained in worker processes; their training logs reached the
+    # stage's MLflow run afterwards, with their steps.
+    script = ("import mlflow; from tradingrl.tracking import tracking_uri; from pathlib import Path;"
+              "c = mlflow.MlflowClient(tracking_uri(Path.cwd()));"
+              f"print([sorted(m.step for m in c.get_metric_history({agent['mlflow_run_id']!r}, k))"
+              " for k in ('seed0/train/loss', 'seed1/eval/mean_reward')])")
+    loss_steps, eval_steps = json.loads(sh([str(BIN / "python"), "-c", script],
+                                           repo_copy).stdout.strip().splitlines()[-1])
+    trained = [seed["timesteps"] for seed in agent["seeds"]]
+    assert loss_steps and loss_steps[-1] <= trained[0]
+    assert eval_steps and eval_steps[-1] <= trained[1] and eval_steps == sorted(set(eval_steps))
 
     # Walk-forward evaluation: fold 1 only (fold 0's block trains the first agent).
     metrics = json.loads((repo_copy / "reports/metrics.json").read_text())
