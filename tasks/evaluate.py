@@ -70,9 +70,6 @@ def main(params: dict[str, Any] | None = None, agent_params: dict[str, Any] | No
     reports, predictions_dir = repo_root / "reports", repo_root / "data" / "predictions"
 
     settings = AgentSettings.from_params(agent_params)
-    if settings.env != "single_asset":
-        raise ValueError("evaluate trades single-asset agents per symbol; env_kind "
-                         f"{settings.env!r} is not evaluated yet")
     features = tuple(agent_params["features"])
     prediction_names = tuple(agent_params["prediction_columns"])
     table, _ = build_agent_table(

@@ -124,7 +124,8 @@ def trading_stats_callback(every: int = 1000) -> Any:
     """An SB3 callback recording the module docstring's ``trade/`` values
     every ``every`` calls (steps of all envs together) from the training
     envs' infos (``traded_shares``, ``fill_price``, ``cost``, ``equity``,
-    ``position``) and actions."""
+    ``position``, or a portfolio env's ``weights``: turnover and exposure are
+    summed over its symbols) and actions."""
     import numpy as np
     from stable_baselines3.common.callbacks import BaseCallback
 
@@ -144,10 +145,13 @@ def trading_stats_callback(every: int = 1000) -> Any:
                 equity = info.get("equity")
                 if not equity or "traded_shares" not in info:
                     continue
-                self._turnover.append(abs(float(info["traded_shares"]) * float(
-                    info["fill_price"])) / float(equity))
+                # Single-asset infos hold numbers, portfolio infos arrays
+                # per symbol (and weights, not a position): sums over symbols.
+                traded = np.abs(np.asarray(info["traded_shares"], dtype=np.float64))
+                self._turnover.append(float(np.sum(traded * info["fill_price"])) / float(equity))
                 self._cost.append(float(info["cost"]) / float(equity))
-                self._position.append(abs(float(info["position"])))
+                held = info["position"] if "position" in info else info["weights"]
+                self._position.append(float(np.sum(np.abs(held))))
             actions = self.locals.get("actions")
             if actions is not None:
                 self._actions.append(np.asarray(actions, dtype=np.float64).reshape(-1))

@@ -26,7 +26,11 @@ walk-forward plan, :mod:`tradingrl.splits.walk_forward`):
    (:func:`tradingrl.evaluation.books.block_env`), and records its capped
    fills and unfilled notional.
 
-Books and baselines: :mod:`tradingrl.evaluation.books`.
+Books and baselines: :mod:`tradingrl.evaluation.books` for single-asset
+agents (one sleeve per symbol); a portfolio agent (``env_kind: portfolio``)
+trades the block's symbols from one account, and its baselines (equal
+weight and inverse volatility among them) trade the same env:
+:mod:`tradingrl.evaluation.portfolio_books`.
 """
 
 from __future__ import annotations
@@ -205,49 +209,21 @@ def evaluate_fold(table: pd.DataFrame, fold: Fold, config: FoldConfig) -> FoldRe
 
     table: the agent table (:func:`tradingrl.agents.data.build_agent_table`).
     """
-    from tradingrl.agents.training import algorithm_classes, rollout_policy, train_seeds
+    from tradingrl.agents.training import algorithm_classes, train_seeds
 
     spans, train, val, test = fold_markets(table, fold, config)
     window = int(config.env_kwargs.get("window", 20))
     results = train_seeds(train, val, config.settings, out_dir=Path(config.out_dir),
                           env_kwargs=config.env_kwargs, search=config.search)
 
-    env = block_env(config.env_kwargs)
-    stamps = []
-    seed_books = []
-    for agent in results.agents:
-        model = algorithm_classes()[config.settings.algorithm].load(
-            agent.best_model_path, device="cpu")
-        rollouts = [rollout_policy(m, model, env) for m in test]
-        if not stamps:
-            stamps = [m.timestamps[r["bar"].astype(np.int64)] for m, r in zip(test, rollouts,
-                                                                              strict=True)]
-        seed_books.append(equal_weight_book([rollout_steps(r) for r in rollouts], stamps))
+    model_class = algorithm_classes()[config.settings.algorithm]
+    models = [model_class.load(a.best_model_path, device="cpu") for a in results.agents]
+    sma = _sma_targets(table, test, config.baselines)
+    if config.settings.env == "portfolio":
+        seed_books, baselines = _portfolio_books(test, models, sma, config, fold.index)
+    else:
+        seed_books, baselines = _sleeve_books(test, models, sma, config, fold.index, window)
     chosen = int(np.argmax([a.best_val_mean_reward for a in results.agents]))
-
-    # Baselines: the same decision bars as the env (its first decision bar is
-    # the last bar before the block: the market's history ends there).
-    closes = {s: g["close"].to_numpy() for s, g in table.groupby("symbol", sort=False)}
-    times = {s: g["timestamp"].to_numpy() for s, g in table.groupby("symbol", sort=False)}
-    per_baseline: dict[str, list[dict[str, np.ndarray]]] = {n: [] for n in BASELINE_NAMES}
-    base_stamps = []
-    for market in test:
-        first = first_decision_bar(market, window)
-        n_steps = len(market) - 1 - first
-        full = sma_signal(closes[market.symbol], config.baselines.sma_fast,
-                          config.baselines.sma_slow, config.baselines.sma_short)
-        # Map the symbol's full-history signal onto the market's bars by timestamp.
-        where = pd.DatetimeIndex(times[market.symbol]).tz_convert("UTC").tz_localize(None)
-        index = where.get_indexer(pd.DatetimeIndex(market.timestamps))
-        if (index < 0).any():
-            raise ValueError(f"{market.symbol}: market bars missing from the table")
-        targets = baseline_targets(market, first, n_steps, full[index], config.baselines,
-                                   fold=fold.index)
-        for name, series in targets.items():
-            per_baseline[name].append(backtest_sleeve(market, series, first, env))
-        base_stamps.append(market.timestamps[first + 1:first + 1 + n_steps])
-    baselines = {name: equal_weight_book(steps, base_stamps)
-                 for name, steps in per_baseline.items() if len(steps) == len(test)}
     return FoldResult(
         fold=fold.index,
         spans={k: v.isoformat() for k, v in spans.items()},
@@ -260,3 +236,80 @@ def evaluate_fold(table: pd.DataFrame, fold: Fold, config: FoldConfig) -> FoldRe
         baselines=baselines,
         search=None if results.search is None else results.search.to_json(),
     )
+
+
+def _sma_targets(table: pd.DataFrame, markets: list[Any],
+                 settings: BaselineSettings) -> list[np.ndarray]:
+    """Each market's SMA crossover target on its own bars: computed on the
+    symbol's whole close history in the table (past-only) and mapped onto the
+    market's bars by timestamp."""
+    out = []
+    groups = {s: g for s, g in table.groupby("symbol", sort=False)}
+    for market in markets:
+        group = groups[market.symbol]
+        full = sma_signal(group["close"].to_numpy(), settings.sma_fast, settings.sma_slow,
+                          settings.sma_short)
+        where = pd.DatetimeIndex(group["timestamp"]).tz_convert("UTC").tz_localize(None)
+        index = where.get_indexer(pd.DatetimeIndex(market.timestamps))
+        if (index < 0).any():
+            raise ValueError(f"{market.symbol}: market bars missing from the table")
+        out.append(full[index])
+    return out
+
+
+def _sleeve_books(test: list[Any], models: list[Any], sma: list[np.ndarray],
+                  config: FoldConfig, fold: int, window: int
+                  ) -> tuple[list[BookSeries], dict[str, BookSeries]]:
+    """Single-asset agents: every symbol traded in its own sleeve, by each
+    seed's model in the env and by the baselines through the backtester,
+    on the same decision bars (the env's first decision bar is the last bar
+    before the block: the market's history ends there)."""
+    from tradingrl.agents.training import rollout_policy
+
+    env = block_env(config.env_kwargs)
+    stamps: list[np.ndarray] = []
+    seed_books = []
+    for model in models:
+        rollouts = [rollout_policy(m, model, env) for m in test]
+        if not stamps:
+            stamps = [m.timestamps[r["bar"].astype(np.int64)] for m, r in zip(test, rollouts,
+                                                                              strict=True)]
+        seed_books.append(equal_weight_book([rollout_steps(r) for r in rollouts], stamps))
+    per_baseline: dict[str, list[dict[str, np.ndarray]]] = {n: [] for n in BASELINE_NAMES}
+    base_stamps = []
+    for market, signal in zip(test, sma, strict=True):
+        first = first_decision_bar(market, window)
+        n_steps = len(market) - 1 - first
+        targets = baseline_targets(market, first, n_steps, signal, config.baselines, fold=fold)
+        for name, series in targets.items():
+            per_baseline[name].append(backtest_sleeve(market, series, first, env))
+        base_stamps.append(market.timestamps[first + 1:first + 1 + n_steps])
+    baselines = {name: equal_weight_book(steps, base_stamps)
+                 for name, steps in per_baseline.items() if len(steps) == len(test)}
+    return seed_books, baselines
+
+
+def _portfolio_books(test: list[Any], models: list[Any], sma: list[np.ndarray],
+                     config: FoldConfig, fold: int
+                     ) -> tuple[list[BookSeries], dict[str, BookSeries]]:
+    """Portfolio agents: one account over the block's symbols, traded by
+    each seed's model and by the portfolio baselines in the same env
+    (:mod:`tradingrl.evaluation.portfolio_books`)."""
+    from tradingrl.evaluation.portfolio_books import (
+        baseline_weights,
+        block_portfolio_env,
+        policy_act,
+        rollout_book,
+        weights_act,
+    )
+
+    seed_books = [rollout_book(block_portfolio_env(test, config.env_kwargs), policy_act(model))
+                  for model in models]
+    # The baselines' actions are target weights, whatever the agent's action rule.
+    targets = {**config.env_kwargs, "action_mode": "target", "no_trade_band": 0.0}
+    probe = block_portfolio_env(test, targets)
+    first, n_steps = probe.first_bar, probe.last_bar - probe.first_bar
+    weights = baseline_weights(test, first, n_steps, sma, config.baselines, fold=fold)
+    baselines = {name: rollout_book(block_portfolio_env(test, targets), weights_act(w))
+                 for name, w in weights.items()}
+    return seed_books, baselines

@@ -57,8 +57,9 @@ DECISIONS = ("promoted", "refused", "not evaluated")
 _SERIES_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\- ]{0,63}")
 _TOTAL_RETURN_RTOL = 1e-6
 _COLOURS = {"policy": "#111111", "buy_and_hold": "#1f77b4", "sma_crossover": "#ff7f0e",
-            "flat": "#7f7f7f", "supervised": "#2ca02c", "random": "#9467bd"}
-_SPARE_COLOURS = ("#d62728", "#8c564b", "#e377c2", "#bcbd22", "#17becf")
+            "flat": "#7f7f7f", "supervised": "#2ca02c", "random": "#9467bd",
+            "equal_weight": "#17becf", "inverse_volatility": "#bcbd22"}
+_SPARE_COLOURS = ("#d62728", "#8c564b", "#e377c2", "#aec7e8", "#98df8a")
 # (key, column label, format) of the headline table.
 HEADLINE = (("sharpe", "Sharpe", "num"), ("total_return", "Total return", "pct"),
             ("annualised_return", "Annualised return", "pct"),
