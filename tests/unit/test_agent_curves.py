@@ -77,3 +77,23 @@ def test_a_step_written_twice_is_posted_once_with_its_last_values(tmp_path: Path
     assert sorted((m.step, m.value) for m in history) == [(64, 1.0), (128, 3.0)]
     assert client.get_run(run.info.run_id).data.metrics["trade/x"] == 5.0
     assert log_curve_file(tmp_path / "missing.jsonl", run.info.run_id, tracking_uri=uri) == 0
+
+
+def test_a_portfolio_agent_logs_its_trading_curves_summed_over_symbols(tmp_path: Path) -> None:
+    """Portfolio infos hold arrays per symbol and weights, not a position:
+    turnover and exposure are sums over the symbols (gross <= 1, long-only)."""
+    from dataclasses import replace
+
+    from tradingrl.envs import synthetic_portfolio_arrays
+
+    uri, client, experiment = store(tmp_path)
+    run = client.create_run(experiment)
+    markets = list(synthetic_portfolio_arrays(3, 300, 5))
+    train_agent(markets, markets, replace(SETTINGS, env="portfolio"), seed=0,
+                out_dir=tmp_path / "agent", env_kwargs=ENV,
+                sb3_logger=mlflow_logger(run.info.run_id, prefix="p/", tracking_uri=uri))
+    logged = client.get_run(run.info.run_id).data.metrics
+    assert logged["p/trade/turnover_per_step"] > 0.0
+    assert logged["p/trade/cost_per_step"] > 0.0
+    # An untrained long-only portfolio holds about N / (N + 1) of equity in stock.
+    assert 0.3 < logged["p/trade/mean_abs_position"] <= 1.0 + 1e-6
