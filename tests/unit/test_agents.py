@@ -117,6 +117,43 @@ def test_an_agent_that_learned_nothing_significant_keeps_the_untrained_policy(
     assert off.best_val_mean_reward >= 0.0
 
 
+def test_the_t_rule_holds_a_portfolio_agent_to_its_one_book(tmp_path: Path) -> None:
+    """A portfolio agent's trained checkpoint must beat its untrained policy
+    by the t of the one book's per-bar difference, as a single-asset agent's
+    must beat its own: the rule is applied (kept_untrained is not None), and
+    a policy compared with itself has no t (NaN)."""
+    from tradingrl.agents.training import validation_improvement
+
+    def markets(seed: int, n: int) -> list[MarketArrays]:
+        return [random_market(n, seed=seed + k, symbol=f"S{k}", n_features=2,
+                              timestamps_from="2020-01-01") for k in range(2)]
+
+    env = {"window": 2, "costs": ExecutionCosts()}
+    settings = tiny_settings(total_timesteps=512, eval_freq=128, checkpoint_freq=512,
+                             learning_rate=3e-3, env="portfolio")
+    train_agent(markets(5, 300), markets(7, 150), settings, seed=0, out_dir=tmp_path,
+                env_kwargs=env)
+    done = json.loads((tmp_path / "done.json").read_text())
+    assert done["kept_untrained"] in (True, False), done
+    if done["kept_untrained"]:
+        assert (tmp_path / "best_model.zip").read_bytes() == (
+            tmp_path / "initial_model.zip").read_bytes()
+    else:
+        assert done["improvement_t"] >= settings.min_improvement_t
+    class Fixed:  # a portfolio action: 2 symbols plus cash, long-only
+        def __init__(self, action: list[float]) -> None:
+            self.action = np.asarray(action, dtype=np.float32)
+
+        def predict(self, obs: Any, deterministic: bool = True) -> tuple[np.ndarray, None]:
+            return self.action, None
+
+    flat, long = Fixed([-1.0, -1.0, 1.0]), Fixed([1.0, 1.0, -1.0])  # all cash; half in each
+    assert math.isnan(validation_improvement(flat, flat, markets(7, 150), env,
+                                             kind="portfolio"))
+    assert math.isfinite(validation_improvement(long, flat, markets(7, 150), env,
+                                                kind="portfolio"))
+
+
 def test_evaluate_flat_policy_is_zero_and_long_policy_reports_env_numbers() -> None:
     market = planted_market(120, 7)
     flat = evaluate_policy_on(market, ConstantPolicy(0.0), {"window": 1, "costs": LOW_COSTS})

@@ -503,21 +503,19 @@ def _keep_untrained_unless_better(algorithm: type, out: Path, settings: AgentSet
     ``settings.min_improvement_t`` (:func:`validation_improvement`);
     otherwise the untrained policy is copied over ``best_model.zip``.
     Returns ((t-statistic or None, the untrained policy's validation mean
-    reward), kept_untrained), kept_untrained None where the rule is off or
-    not defined (a portfolio agent: its validation is one book, no
-    per-symbol rollouts)."""
+    reward), kept_untrained), kept_untrained None where the rule is off."""
     from stable_baselines3.common.evaluation import evaluate_policy
 
     best_path = out / f"{BEST_MODEL_NAME}.zip"
     initial_path = out / f"{INITIAL_MODEL_NAME}.zip"
-    if settings.min_improvement_t is None or settings.env != "single_asset":
+    if settings.min_improvement_t is None:
         return (None, math.nan), None
     if not initial_path.exists():
         raise FileNotFoundError(f"{initial_path} is missing: the folder was not started by "
                                 "this code; train in a clean folder")
     initial = algorithm.load(initial_path, device=settings.device)
     t = validation_improvement(algorithm.load(best_path, device=settings.device), initial,
-                               _market_list(val_market), env_kwargs)
+                               _market_list(val_market), env_kwargs, kind=settings.env)
     rewards, _ = evaluate_policy(initial, eval_env, n_eval_episodes=n_eval, deterministic=True,
                                  return_episode_rewards=True)
     initial_mean = float(np.mean(rewards))
@@ -530,7 +528,8 @@ def _keep_untrained_unless_better(algorithm: type, out: Path, settings: AgentSet
 
 
 def validation_improvement(model: Any, baseline: Any, markets: Sequence[MarketArrays],
-                           env_kwargs: Mapping[str, Any]) -> float:
+                           env_kwargs: Mapping[str, Any], *, kind: str = "single_asset"
+                           ) -> float:
     """How much better ``model`` trades the validation markets than
     ``baseline``: both are rolled out deterministically over every market
     (:func:`rollout_policy`); the per-bar differences of their log returns
@@ -539,9 +538,14 @@ def validation_improvement(model: Any, baseline: Any, markets: Sequence[MarketAr
     the one-sample t-statistic of that series' mean (mean / (std / sqrt(n))).
     NaN when the two books never differ. The validation span is also the one
     the best checkpoint was picked on, so the statistic is optimistic; the
-    threshold it is held to is a guard, not a test level."""
+    threshold it is held to is a guard, not a test level. A portfolio agent
+    (``kind`` "portfolio") trades one book over all markets: the series is
+    that book's per-bar difference."""
     import pandas as pd
 
+    if kind == "portfolio":
+        a, b = (_portfolio_log_returns(m, markets, env_kwargs) for m in (model, baseline))
+        return _mean_t(a - b)
     parts = []
     for market in markets:
         a = rollout_policy(market, model, env_kwargs)
@@ -549,11 +553,30 @@ def validation_improvement(model: Any, baseline: Any, markets: Sequence[MarketAr
         bars = a["bar"].astype(np.int64)
         stamps = market.timestamps[bars] if market.timestamps is not None else bars
         parts.append(pd.Series(a["log_return"] - b["log_return"], index=stamps))
-    diff = pd.concat(parts).groupby(level=0).mean().to_numpy()
+    return _mean_t(pd.concat(parts).groupby(level=0).mean().to_numpy())
+
+
+def _mean_t(diff: np.ndarray) -> float:
+    """The one-sample t-statistic of ``diff``'s mean; NaN without spread."""
     sd = float(diff.std(ddof=1)) if diff.size > 1 else 0.0
     if sd == 0.0 or not math.isfinite(sd):
         return math.nan
     return float(diff.mean() / (sd / math.sqrt(diff.size)))
+
+
+def _portfolio_log_returns(model: Any, markets: Sequence[MarketArrays],
+                           env_kwargs: Mapping[str, Any]) -> np.ndarray:
+    """Per-step log returns of one deterministic episode of ``model`` in the
+    portfolio env over the whole span of ``markets``."""
+    env = build_env(list(markets), validation_env_kwargs(env_kwargs), kind="portfolio")
+    obs, _ = env.reset()
+    out, done = [], False
+    while not done:
+        action, _ = model.predict(obs, deterministic=True)
+        obs, _, terminated, truncated, info = env.step(action)
+        out.append(float(info["log_return"]))
+        done = terminated or truncated
+    return np.asarray(out)
 
 
 def zero_action_mean(model: Any) -> None:
