@@ -11,10 +11,13 @@ shape: 4 symbols x 1,600 bars) and market seed, per symbol:
   the span a decision at t can reach under the next-open fill rule, in bps
   per bar, before costs.
 
-Printed as means over the symbols. It says what is there to find, not what
-the agent finds (bench_agent_ablation does that)::
+Printed as means over the symbols, or per symbol for one span of sessions
+(``--span FIRST LAST``, both inclusive: pairs of bars t, t+1 inside it). It
+says what is there to find, not what the agent finds (bench_agent_ablation
+does that)::
 
     python -m benchmarks.planted_edges --market-seeds 1 2
+    python -m benchmarks.planted_edges --market-seeds 1 --span 2014-03-28 2014-08-04
 """
 
 from __future__ import annotations
@@ -30,8 +33,10 @@ from benchmarks.bench_agent_ablation import PLANTED
 RULE_SIGN = {"momentum": 1.0, "reversion": -1.0}
 
 
-def market_edges(market: str, seed: int, start: str = "2010-01-04") -> dict[str, float]:
-    """Means over the symbols of one market: autocorrelation, sigma (bps), edge (bps/bar)."""
+def market_edges(market: str, seed: int, start: str = "2010-01-04",
+                 span: tuple[str, str] | None = None) -> dict[str, np.ndarray]:
+    """Per symbol of one market: autocorrelation, sigma (bps), edge (bps/bar),
+    over all bars or the pairs of bars inside ``span`` (session dates)."""
     from tradingrl.data.synthetic import SyntheticMarketConfig, generate_market
 
     bars = generate_market(SyntheticMarketConfig(n_symbols=4, n_bars=1600, start=start,
@@ -39,26 +44,49 @@ def market_edges(market: str, seed: int, start: str = "2010-01-04") -> dict[str,
     rows = []
     for _, group in bars.groupby("symbol"):
         close, open_ = np.log(group["close"].to_numpy()), np.log(group["open"].to_numpy())
-        r = np.diff(close)
-        intraday = (close - open_)[1:]  # bar t+1's open -> close, aligned with r
-        autocorrelation = float(np.corrcoef(r[:-1], r[1:])[0, 1])
-        edge = float(np.mean(RULE_SIGN[market] * np.sign(r[:-1]) * intraday[1:]))
-        rows.append((autocorrelation, float(np.std(r)) * 1e4, edge * 1e4))
-    a = np.asarray(rows).mean(axis=0)
-    return {"autocorrelation": a[0], "sigma_bps": a[1], "edge_bps": a[2]}
+        r = np.diff(close)  # r[i]: bar i+1's close-to-close return
+        intraday = (close - open_)[1:]  # bar i+1's open -> close, aligned with r
+        pairs = np.arange(len(r) - 1)  # (r[i], r[i+1]): a decision at bar i+1, filled at i+2
+        if span is not None:
+            days = group["timestamp"].dt.strftime("%Y-%m-%d").to_numpy()[1:]
+            inside = (days >= span[0]) & (days <= span[1])
+            pairs = pairs[inside[pairs] & inside[pairs + 1]]
+        if len(pairs) < 3:
+            raise ValueError(f"span {span} holds {len(pairs)} pairs of bars; need at least 3")
+        autocorrelation = float(np.corrcoef(r[pairs], r[pairs + 1])[0, 1])
+        edge = float(np.mean(RULE_SIGN[market] * np.sign(r[pairs]) * intraday[pairs + 1]))
+        rows.append((autocorrelation, float(np.std(r[pairs])) * 1e4, edge * 1e4))
+    a = np.asarray(rows)
+    return {"autocorrelation": a[:, 0], "sigma_bps": a[:, 1], "edge_bps": a[:, 2],
+            "pairs": np.full(len(a), len(pairs))}
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--market-seeds", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--span", nargs=2, default=None, metavar=("FIRST", "LAST"),
+                        help="session dates (YYYY-MM-DD, inclusive): per symbol, inside them")
     args = parser.parse_args(argv)
-    print("| market | seed | lag-1 autocorrelation | sigma (bps) | one-bar rule edge (bps/bar) |")
-    print("|---|---|---|---|---|")
+    if args.span is None:
+        print("| market | seed | lag-1 autocorrelation | sigma (bps) | one-bar rule edge (bps/bar) |")
+        print("|---|---|---|---|---|")
+    else:
+        print(f"span {args.span[0]} .. {args.span[1]}, per symbol")
+        print("| market | seed | pairs | lag-1 autocorrelation | sigma (bps) | "
+              "one-bar rule edge (bps/bar) |")
+        print("|---|---|---|---|---|---|")
     for market in RULE_SIGN:
         for seed in args.market_seeds:
-            e = market_edges(market, seed)
-            print(f"| {market} | {seed} | {e['autocorrelation']:+.3f} | {e['sigma_bps']:.0f} | "
-                  f"{e['edge_bps']:.1f} |")
+            e = market_edges(market, seed, span=None if args.span is None else tuple(args.span))
+            if args.span is None:
+                print(f"| {market} | {seed} | {e['autocorrelation'].mean():+.3f} | "
+                      f"{e['sigma_bps'].mean():.0f} | {e['edge_bps'].mean():.1f} |")
+            else:
+                def join(values: np.ndarray, spec: str) -> str:
+                    return ", ".join(format(v, spec) for v in values)
+                print(f"| {market} | {seed} | {int(e['pairs'][0])} | "
+                      f"{join(e['autocorrelation'], '+.3f')} | {join(e['sigma_bps'], '.0f')} | "
+                      f"{join(e['edge_bps'], '+.1f')} |")
 
 
 if __name__ == "__main__":

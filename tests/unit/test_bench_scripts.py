@@ -265,3 +265,21 @@ def test_agent_search_in_the_walk_forward_is_the_same_on_worker_processes(
     assert rows["threads"]["n_trials"] == 2 * 2  # agent trials x seeds
     searches = rows["threads"]["agent_search"]
     assert searches and all(s["n_trials"] == 2 and len(s["trials"]) == 2 for s in searches)
+
+
+def test_planted_edges_measure_the_planted_sign_and_count_the_span():
+    """benchmarks.planted_edges: the lag-1 coefficient it measures has the
+    planted sign and size (0.3), the one-bar rule's gross edge is positive
+    on both lag-1 markets, and a span keeps only the pairs of bars inside it."""
+    from benchmarks.planted_edges import market_edges
+
+    momentum, reversion = market_edges("momentum", 1), market_edges("reversion", 1)
+    assert np.all((momentum["autocorrelation"] > 0.2) & (momentum["autocorrelation"] < 0.4))
+    assert np.all((reversion["autocorrelation"] < -0.2) & (reversion["autocorrelation"] > -0.4))
+    assert momentum["edge_bps"].mean() > 10.0 and reversion["edge_bps"].mean() > 10.0
+    assert int(momentum["pairs"][0]) == 1598  # 1,600 bars: 1,599 returns, 1,598 pairs
+    # 2014-03-28 .. 2014-08-04 holds 89 sessions (NYSE calendar): 88 pairs.
+    inside = market_edges("reversion", 1, span=("2014-03-28", "2014-08-04"))
+    assert int(inside["pairs"][0]) == 88
+    with pytest.raises(ValueError, match="pairs of bars"):
+        market_edges("reversion", 1, span=("2014-03-29", "2014-03-30"))  # a weekend
