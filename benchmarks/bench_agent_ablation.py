@@ -156,6 +156,26 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def market_bars(market: str, seed: int, symbols: int | None = None,
+                n_bars: int | None = None) -> pd.DataFrame:
+    """The OHLCV bars of one market: params.yaml's synthetic market
+    (``default``) or a planted one (4 symbols x 1,600 bars from params.yaml's
+    start), with ``symbols`` / ``n_bars`` overriding the shape."""
+    from tradingrl.data.synthetic import SyntheticMarketConfig, generate_market
+    from tradingrl.params import load_params
+
+    ingest = load_params("ingest", REPO_ROOT / "params.yaml")["synthetic"]
+    if market == "default":
+        knobs = {k: v for k, v in ingest.items() if k not in ("seed",)}
+    else:
+        knobs = {"n_symbols": 4, "n_bars": 1600, "start": ingest["start"], **PLANTED[market]}
+    if symbols is not None:
+        knobs["n_symbols"] = symbols
+    if n_bars is not None:
+        knobs["n_bars"] = n_bars
+    return generate_market(SyntheticMarketConfig(**knobs, seed=seed))
+
+
 def market_inputs(args: argparse.Namespace, seed: int, sections: Mapping[str, Any],
                   work: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, list[Any]]:
     """(features table, bars, out-of-fold predictions, folds) of one market."""
@@ -171,20 +191,7 @@ def market_inputs(args: argparse.Namespace, seed: int, sections: Mapping[str, An
         oof = pd.read_parquet(repo / "data" / "predictions" / "oof.parquet")
         return frame, bars, oof, folds_from_params(frame["timestamp"], walk_forward)
 
-    from tradingrl.data.synthetic import SyntheticMarketConfig, generate_market
-    from tradingrl.params import load_params
-
-    ingest = load_params("ingest", REPO_ROOT / "params.yaml")["synthetic"]
-    if args.market == "default":
-        knobs = {k: v for k, v in ingest.items() if k not in ("seed",)}
-    else:
-        knobs = {"n_symbols": 4, "n_bars": 1600, "start": ingest["start"],
-                 **PLANTED[args.market]}
-    if args.symbols is not None:
-        knobs["n_symbols"] = args.symbols
-    if args.bars is not None:
-        knobs["n_bars"] = args.bars
-    bars = generate_market(SyntheticMarketConfig(**knobs, seed=seed))
+    bars = market_bars(args.market, seed, symbols=args.symbols, n_bars=args.bars)
     features = sections["features"]
     frame, report = build_feature_table(bars, LabelSpec(**features["label"]),
                                         warmup_bars=features["warmup_bars"])

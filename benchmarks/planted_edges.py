@@ -11,7 +11,8 @@ shape: 4 symbols x 1,600 bars) and market seed, per symbol:
   the span a decision at t can reach under the next-open fill rule, in bps
   per bar, before costs.
 
-Printed as means over the symbols, or per symbol for one span of sessions
+Also the edge's standard error (its per-bar std / sqrt(pairs)). Printed as
+means over the symbols, or per symbol for one span of sessions
 (``--span FIRST LAST``, both inclusive: pairs of bars t, t+1 inside it). It
 says what is there to find, not what the agent finds (bench_agent_ablation
 does that)::
@@ -27,20 +28,19 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from benchmarks.bench_agent_ablation import PLANTED
+from benchmarks.bench_agent_ablation import market_bars
 
 # The sign of the one-bar rule each lag-1 market implies.
 RULE_SIGN = {"momentum": 1.0, "reversion": -1.0}
 
 
-def market_edges(market: str, seed: int, start: str = "2010-01-04",
+def market_edges(market: str, seed: int,
                  span: tuple[str, str] | None = None) -> dict[str, np.ndarray]:
-    """Per symbol of one market: autocorrelation, sigma (bps), edge (bps/bar),
-    over all bars or the pairs of bars inside ``span`` (session dates)."""
-    from tradingrl.data.synthetic import SyntheticMarketConfig, generate_market
-
-    bars = generate_market(SyntheticMarketConfig(n_symbols=4, n_bars=1600, start=start,
-                                                 **PLANTED[market], seed=seed))
+    """Per symbol of one market (the ablation's bars, ``market_bars``):
+    autocorrelation, sigma (bps), the one-bar rule's mean edge and its
+    standard error (bps/bar), and the pairs of bars they are taken over
+    (all, or those inside ``span``, session dates)."""
+    bars = market_bars(market, seed)
     rows = []
     for _, group in bars.groupby("symbol"):
         close, open_ = np.log(group["close"].to_numpy()), np.log(group["open"].to_numpy())
@@ -53,12 +53,17 @@ def market_edges(market: str, seed: int, start: str = "2010-01-04",
             pairs = pairs[inside[pairs] & inside[pairs + 1]]
         if len(pairs) < 3:
             raise ValueError(f"span {span} holds {len(pairs)} pairs of bars; need at least 3")
-        autocorrelation = float(np.corrcoef(r[pairs], r[pairs + 1])[0, 1])
-        edge = float(np.mean(RULE_SIGN[market] * np.sign(r[pairs]) * intraday[pairs + 1]))
-        rows.append((autocorrelation, float(np.std(r[pairs])) * 1e4, edge * 1e4))
+        rule = RULE_SIGN[market] * np.sign(r[pairs]) * intraday[pairs + 1]
+        rows.append((float(np.corrcoef(r[pairs], r[pairs + 1])[0, 1]),
+                     float(np.std(r[pairs])) * 1e4, float(np.mean(rule)) * 1e4,
+                     float(np.std(rule, ddof=1) / np.sqrt(len(pairs))) * 1e4, len(pairs)))
     a = np.asarray(rows)
     return {"autocorrelation": a[:, 0], "sigma_bps": a[:, 1], "edge_bps": a[:, 2],
-            "pairs": np.full(len(a), len(pairs))}
+            "edge_se_bps": a[:, 3], "pairs": a[:, 4].astype(int)}
+
+
+def _join(values: np.ndarray, spec: str) -> str:
+    return ", ".join(format(v, spec) for v in values)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -67,27 +72,24 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--span", nargs=2, default=None, metavar=("FIRST", "LAST"),
                         help="session dates (YYYY-MM-DD, inclusive): per symbol, inside them")
     args = parser.parse_args(argv)
-    if args.span is None:
-        print("| market | seed | lag-1 autocorrelation | sigma (bps) | one-bar rule edge (bps/bar) |")
-        print("|---|---|---|---|---|")
-    else:
-        print(f"span {args.span[0]} .. {args.span[1]}, per symbol")
-        print("| market | seed | pairs | lag-1 autocorrelation | sigma (bps) | "
-              "one-bar rule edge (bps/bar) |")
-        print("|---|---|---|---|---|---|")
+    span = None if args.span is None else tuple(args.span)
+    if span is not None:
+        print(f"span {span[0]} .. {span[1]}, per symbol")
+    print("| market | seed | pairs | lag-1 autocorrelation | sigma (bps) | "
+          "one-bar rule edge (bps/bar) | its standard error (bps/bar) |")
+    print("|---|---|---|---|---|---|---|")
     for market in RULE_SIGN:
         for seed in args.market_seeds:
-            e = market_edges(market, seed, span=None if args.span is None else tuple(args.span))
-            if args.span is None:
-                print(f"| {market} | {seed} | {e['autocorrelation'].mean():+.3f} | "
-                      f"{e['sigma_bps'].mean():.0f} | {e['edge_bps'].mean():.1f} |")
+            e = market_edges(market, seed, span=span)
+            if span is None:  # means over the symbols
+                cells = [f"{e['pairs'].min()}", f"{e['autocorrelation'].mean():+.3f}",
+                         f"{e['sigma_bps'].mean():.0f}", f"{e['edge_bps'].mean():.1f}",
+                         f"{e['edge_se_bps'].mean():.1f}"]
             else:
-                def join(values: np.ndarray, spec: str) -> str:
-                    return ", ".join(format(v, spec) for v in values)
-                print(f"| {market} | {seed} | {int(e['pairs'][0])} | "
-                      f"{join(e['autocorrelation'], '+.3f')} | {join(e['sigma_bps'], '.0f')} | "
-                      f"{join(e['edge_bps'], '+.1f')} |")
-
+                cells = [_join(e["pairs"], "d"), _join(e["autocorrelation"], "+.3f"),
+                         _join(e["sigma_bps"], ".0f"), _join(e["edge_bps"], "+.1f"),
+                         _join(e["edge_se_bps"], ".1f")]
+            print(f"| {market} | {seed} | " + " | ".join(cells) + " |")
 
 if __name__ == "__main__":
     main()
