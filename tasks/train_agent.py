@@ -95,6 +95,8 @@ def main(params: dict[str, Any] | None = None, repo_root: Path = REPO_ROOT) -> d
             "algorithm": settings.algorithm, "env_kind": settings.env,
             "observation_size": trained.observation_size, "action_shape": trained.action_shape,
             "features": feature_names, "prediction_columns": prediction_names,
+            # The symbols it trained on; a portfolio agent's weights are in this order.
+            "symbols": [m.symbol for m in trained.train_markets],
             "env": params["env"], "costs": params["costs"], "risk": params["risk"],
             "spans": spans, "chosen_seed": chosen.seed,
             # What it was trained from, for promote's provenance check.

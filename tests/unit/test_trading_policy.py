@@ -592,7 +592,8 @@ def test_bundle_refuses_inconsistent_pieces(world, tmp_path):
     with pytest.raises(ValueError, match="warmup_bars must be an int >= 100"):
         build_policy_bundle(world.cnn_dir, world.agent_dirs["limits"],
                             {**FEATURES_PARAMS, "warmup_bars": 50}, tmp_path / "w")
-    for change, message in (({"env_kind": "portfolio"}, "env_kind 'portfolio' is not supported"),
+    for change, message in (({"env_kind": "portfolio"}, "must list its symbols"),
+                            ({"env_kind": "basket"}, "env_kind must be one of"),
                             ({"observation_size": 70}, "observation_size 70 != window 5 x 12"),
                             ({"features": AGENT_FEATURES[::-1]}, "disagree on the features")):
         agent_dir = tmp_path / f"agent_{len(list(tmp_path.iterdir()))}"

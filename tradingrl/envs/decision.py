@@ -37,8 +37,9 @@ the backtester's risk replay and the drift replay) and the served policy
    position is kept), except a flat target, which is always executed.
 
 The portfolio environment shares :func:`observation_inputs` and
-:func:`risk_fn_from_config` (``kind="portfolio"``); its observation layout and
-context are its own (it is not served).
+:func:`risk_fn_from_config` (``kind="portfolio"``); its observation layout,
+action map and risk check are its own functions in
+:mod:`tradingrl.envs.portfolio`, which the served policy calls as well.
 
 The functions take plain arrays and floats: the environment calls them in its
 step loop.

@@ -94,6 +94,103 @@ PORTFOLIO_ACCOUNT_STATE_NAMES: tuple[str, ...] = ("cash_fraction", "unrealised_p
 _RISK_TOLERANCE = 1e-9  # round-off a risk_fn's weights may exceed the env's limits by
 
 
+def portfolio_observation_size(n_symbols: int, window: int, n_features: int,
+                               n_predictions: int) -> int:
+    """Entries of a portfolio observation (the module docstring's layout)."""
+    return (n_symbols * window * n_features + n_symbols * n_predictions + n_symbols
+            + len(PORTFOLIO_ACCOUNT_STATE_NAMES))
+
+
+def action_size(n_symbols: int, allow_short: bool) -> int:
+    """Entries of a portfolio action: N with shorting, N + 1 (cash) long-only."""
+    return n_symbols if allow_short else n_symbols + 1
+
+
+def weights_from_action(action: Any, n_symbols: int, allow_short: bool,
+                        max_gross_leverage: float) -> np.ndarray:
+    """The requested weights (N,) float64 of an action (the module docstring's
+    map); ValueError on a wrong size or NaN. The environment and the served
+    policy (:class:`~tradingrl.registry.policy.TradingPolicy`) both call it."""
+    n_actions = action_size(n_symbols, allow_short)
+    a = np.asarray(action, dtype=np.float64)
+    if a.shape != (n_actions,):
+        if a.size != n_actions:
+            raise ValueError(f"action must have {n_actions} entries, got shape {a.shape}")
+        a = a.reshape(n_actions)
+    # NaN survives the clip and makes the sum NaN. Sums of the few entries
+    # are taken in Python: numpy's reductions cost more on small arrays.
+    a = np.minimum(np.maximum(a, -1.0), 1.0)
+    if allow_short:
+        w = a
+        gross = sum(np.abs(w).tolist())
+    else:
+        a += 1.0  # raw = (a + 1) / 2; the 1/2 cancels in raw / sum(raw)
+        total = sum(a.tolist())
+        if math.isnan(total):
+            raise ValueError("action has NaN")
+        if total <= 0.0:
+            return np.zeros(n_symbols)
+        w = a[:n_symbols] / total
+        if max_gross_leverage >= 1.0:
+            return w
+        gross = sum(w.tolist())
+    if math.isnan(gross):
+        raise ValueError("action has NaN")
+    if gross > max_gross_leverage:
+        w *= max_gross_leverage / gross
+    return w
+
+
+def check_reachable(w: np.ndarray, allow_short: bool, max_gross_leverage: float,
+                    what: str) -> None:
+    """ValueError unless ``w`` (N,) is finite and within the action's reach
+    (beyond 1e-9 round-off): in [-1, 1] ([0, 1] long-only), gross <= L."""
+    if not np.isfinite(w).all():
+        raise ValueError(f"{what} are not finite: {w}")
+    low = -1.0 if allow_short else 0.0
+    if w.min() < low - _RISK_TOLERANCE or w.max() > 1.0 + _RISK_TOLERANCE:
+        raise ValueError(f"{what} {w} outside [{low}, 1]")
+    gross = np.abs(w).sum()
+    if gross > max_gross_leverage * (1.0 + _RISK_TOLERANCE):
+        raise ValueError(f"{what} {w} have gross {gross} > max_gross_leverage "
+                         f"{max_gross_leverage}")
+
+
+def allowed_weights(risk_fn: PortfolioRiskFn, requested: np.ndarray,
+                    context: PortfolioRiskContext, allow_short: bool,
+                    max_gross_leverage: float) -> np.ndarray:
+    """The risk function's weights for the requested ones, checked against
+    the limits (:func:`check_reachable`) and their round-off clipped."""
+    n = len(requested)
+    w = np.asarray(risk_fn(requested.copy(), context), dtype=np.float64)
+    if w.shape != (n,):
+        raise ValueError(f"risk_fn must return {n} weights, got shape {w.shape}")
+    check_reachable(w, allow_short, max_gross_leverage, "risk_fn weights")
+    w = np.clip(w, -1.0 if allow_short else 0.0, 1.0)
+    gross = np.abs(w).sum()
+    if gross > max_gross_leverage:
+        w *= max_gross_leverage / gross
+    return w
+
+
+def write_portfolio_account(obs: np.ndarray, k: int, weights: np.ndarray, cash_fraction: float,
+                            unrealised_pnl: float, drawdown: float, bound: float) -> None:
+    """Write the account entries of a portfolio observation in place from
+    index ``k`` (the first weight): the N weights, cash / equity, unrealised
+    PnL / equity (each clipped to [-bound, bound]) and the drawdown (at most
+    bound)."""
+    n = len(weights)
+    # Clipping is rare; checking in Python is cheaper than a numpy clip.
+    listed = weights.tolist()
+    if max(listed) > bound or min(listed) < -bound:
+        np.minimum(np.maximum(weights, -bound), bound, out=obs[k:k + n])
+    else:
+        obs[k:k + n] = weights
+    obs[k + n] = max(-bound, min(cash_fraction, bound))
+    obs[k + n + 1] = max(-bound, min(unrealised_pnl, bound))
+    obs[k + n + 2] = min(drawdown, bound)
+
+
 class PortfolioTradingEnv(TradingEpisode):
     """Trade N symbols with a target-weights action; see the module docstring.
 
@@ -208,12 +305,11 @@ class PortfolioTradingEnv(TradingEpisode):
         self._win_len = self.window * n_feat
         self._pred_start = n * self._win_len
         self._acct = self._pred_start + n * n_pred  # index of weight_0
-        self._init_observation(self._acct + n + len(PORTFOLIO_ACCOUNT_STATE_NAMES), obs_clip)
+        self._init_observation(portfolio_observation_size(n, self.window, n_feat, n_pred),
+                               obs_clip)
         self._obs_windows = self._obs[:self._pred_start].reshape(n, self._win_len)
-        self._obs_weights = self._obs[self._acct:self._acct + n]
-        self.n_actions = n if self.allow_short else n + 1
+        self.n_actions = action_size(n, self.allow_short)
         self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(self.n_actions,), dtype=np.float32)
-        self._action_shape = (self.n_actions,)
 
         names = panel.prediction_names
         nan_column = np.full((n_bars, n), np.nan)
@@ -228,33 +324,8 @@ class PortfolioTradingEnv(TradingEpisode):
     # ------------------------------------------------------------------ actions
     def weights_from_action(self, action: Any) -> np.ndarray:
         """The requested weights (N,) float64 of an action (the module docstring's map)."""
-        a = np.asarray(action, dtype=np.float64)
-        if a.shape != self._action_shape:
-            if a.size != self.n_actions:
-                raise ValueError(f"action must have {self.n_actions} entries, got shape {a.shape}")
-            a = a.reshape(self.n_actions)
-        # NaN survives the clip and makes the sum NaN. Sums of the few entries
-        # are taken in Python: numpy's reductions cost more on small arrays.
-        a = np.minimum(np.maximum(a, -1.0), 1.0)
-        if self.allow_short:
-            w = a
-            gross = sum(np.abs(w).tolist())
-        else:
-            a += 1.0  # raw = (a + 1) / 2; the 1/2 cancels in raw / sum(raw)
-            total = sum(a.tolist())
-            if math.isnan(total):
-                raise ValueError("action has NaN")
-            if total <= 0.0:
-                return np.zeros(self.n_symbols)
-            w = a[:self.n_symbols] / total
-            if self.max_gross_leverage >= 1.0:
-                return w
-            gross = sum(w.tolist())
-        if math.isnan(gross):
-            raise ValueError("action has NaN")
-        if gross > self.max_gross_leverage:
-            w *= self.max_gross_leverage / gross
-        return w
+        return weights_from_action(action, self.n_symbols, self.allow_short,
+                                   self.max_gross_leverage)
 
     def action_for_weights(self, weights: Any) -> np.ndarray:
         """A float32 action whose requested weights are ``weights`` (N,), e.g. the
@@ -272,28 +343,13 @@ class PortfolioTradingEnv(TradingEpisode):
         return (2.0 * simplex / simplex.max() - 1.0).astype(np.float32)
 
     def _check_reachable(self, w: np.ndarray, what: str) -> None:
-        if not np.isfinite(w).all():
-            raise ValueError(f"{what} are not finite: {w}")
-        low = -1.0 if self.allow_short else 0.0
-        if w.min() < low - _RISK_TOLERANCE or w.max() > 1.0 + _RISK_TOLERANCE:
-            raise ValueError(f"{what} {w} outside [{low}, 1]")
-        gross = np.abs(w).sum()
-        if gross > self.max_gross_leverage * (1.0 + _RISK_TOLERANCE):
-            raise ValueError(f"{what} {w} have gross {gross} > max_gross_leverage "
-                             f"{self.max_gross_leverage}")
+        check_reachable(w, self.allow_short, self.max_gross_leverage, what)
 
     def _allowed_weights(self, requested: np.ndarray, t: int) -> np.ndarray:
         """The risk function's weights for the requested ones, checked against
         the environment's limits (round-off clipped)."""
-        w = np.asarray(self.risk_fn(requested.copy(), self._risk_context(t)), dtype=np.float64)
-        if w.shape != (self.n_symbols,):
-            raise ValueError(f"risk_fn must return {self.n_symbols} weights, got shape {w.shape}")
-        self._check_reachable(w, "risk_fn weights")
-        w = np.clip(w, -1.0 if self.allow_short else 0.0, 1.0)
-        gross = np.abs(w).sum()
-        if gross > self.max_gross_leverage:
-            w *= self.max_gross_leverage / gross
-        return w
+        return allowed_weights(self.risk_fn, requested, self._risk_context(t), self.allow_short,
+                               self.max_gross_leverage)
 
     # ------------------------------------------------------------------ gym API
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
@@ -406,16 +462,7 @@ class PortfolioTradingEnv(TradingEpisode):
         else:  # only in the terminal observation of a ruined account
             weights = self._zeros.copy()
             cash = unrealised = 0.0
-        # Clipping is rare; checking in Python is cheaper than a numpy clip.
-        listed = weights.tolist()
-        if max(listed) > bound or min(listed) < -bound:
-            np.minimum(np.maximum(weights, -bound), bound, out=self._obs_weights)
-        else:
-            self._obs_weights[...] = weights
-        n = self.n_symbols
-        obs[k + n] = max(-bound, min(cash, bound))
-        obs[k + n + 1] = max(-bound, min(unrealised, bound))
-        obs[k + n + 2] = min(self._drawdown, bound)
+        write_portfolio_account(obs, k, weights, cash, unrealised, self._drawdown, bound)
         return weights
 
     def _risk_context(self, t: int) -> PortfolioRiskContext:

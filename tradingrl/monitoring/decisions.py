@@ -142,11 +142,15 @@ def replay_env_kwargs(policy: Any, env_config: Mapping[str, Any], *,
         "costs": ExecutionCosts(**env_config["costs"]),
         **dict(agent.get("action") or {}),  # the action's meaning is the policy's own
     }
+    kind = str(agent.get("env_kind", "single_asset"))
+    if kind == "portfolio":  # the action's reach is the policy's own too
+        kwargs["allow_short"] = bool(agent["allow_short"])
+        kwargs["max_gross_leverage"] = float(agent["max_gross_leverage"])
     if risk_from_config:
         if "risk" not in env_config:
             raise ValueError("the agent's env_config lacks 'risk'")
         kwargs["risk_lookback"] = int(env.get("risk_lookback", kwargs["risk_lookback"]))
-        risk_fn = risk_fn_from_config(env_config["risk"])
+        risk_fn = risk_fn_from_config(env_config["risk"], kind)
     else:
         risk_fn = policy.risk_fn
     if risk_fn is not None:
@@ -198,7 +202,6 @@ def replay_decisions(policy: Any, env_config: Mapping[str, Any], bars: pd.DataFr
     :func:`~tradingrl.agents.data.history_lookback`), else a ValueError names it."""
     from tradingrl.agents.data import build_agent_table, history_lookback, span_markets
     from tradingrl.agents.training import rollout_policy
-    from tradingrl.models.predict import PREDICTION_COLUMNS
 
     start = pd.Timestamp(start)
     if start.tzinfo is None:
@@ -225,6 +228,12 @@ def replay_decisions(policy: Any, env_config: Mapping[str, Any], bars: pd.DataFr
         table, policy.agent_scaler, agent["prediction_columns"], start=start,
         end=span["timestamp"].max(), lookback=lookback, min_bars=1)}
 
+    if policy.kind == "portfolio":
+        # One book over the policy's symbols; a bar some symbol lacks is not
+        # decided (its rows keep a NaN target), as the served policy aligns.
+        markets, targets = _portfolio_decisions(policy, markets, env, start, lookback)
+        span = span[span["symbol"].isin(policy.symbols)]
+        return _decision_rows(span, columns, predictions, targets, markets, env)
     short = []
     decided: list[pd.DataFrame] = []
     for symbol in sorted(span["symbol"].unique()):
@@ -248,7 +257,16 @@ def replay_decisions(policy: Any, env_config: Mapping[str, Any], bars: pd.DataFr
         raise ValueError(f"symbol(s) {short[:5]} lack {lookback} feature rows with predictions "
                          f"before {start.isoformat()} (or a bar after it); the champion needs "
                          f"{history_bars(manifest)} bars of history before its first decision")
-    targets = pd.concat(decided, ignore_index=True)
+    return _decision_rows(span, columns, predictions, pd.concat(decided, ignore_index=True),
+                          markets, env)
+
+
+def _decision_rows(span: pd.DataFrame, columns: list[str], predictions: pd.DataFrame,
+                   targets: pd.DataFrame, markets: dict[str, Any],
+                   env: dict[str, Any]) -> ReplayedDecisions:
+    """The span's feature rows with their predictions and replayed targets."""
+    from tradingrl.models.predict import PREDICTION_COLUMNS
+
     targets["timestamp"] = targets["timestamp"].astype(span["timestamp"].dtype)
     rows = (span[["timestamp", "symbol", *columns]]
             .merge(predictions[["timestamp", "symbol", *PREDICTION_COLUMNS]],
@@ -259,6 +277,63 @@ def replay_decisions(policy: Any, env_config: Mapping[str, Any], bars: pd.DataFr
         raise RuntimeError(f"{int(unpredicted.sum())} rows of the span have no prediction")
     rows = rows.sort_values(["symbol", "timestamp"], kind="stable").reset_index(drop=True)
     return ReplayedDecisions(rows=rows, markets=markets, env=env)
+
+
+def portfolio_start_bar(markets: list[Any], start: pd.Timestamp, lookback: int) -> int:
+    """The aligned portfolio markets' bar at ``start`` (its first decision),
+    ValueError without ``lookback`` bars before it or a bar after it."""
+    first = int(np.searchsorted(markets[0].timestamps,
+                                start.tz_convert("UTC").tz_localize(None).to_datetime64()))
+    if first < lookback or len(markets[0]) - first < 2:
+        raise ValueError(f"the portfolio's common bars hold {first} bars before "
+                         f"{start.isoformat()} and {len(markets[0]) - first} from it; the "
+                         f"replay needs {lookback} before it and 2 from it")
+    return first
+
+
+def portfolio_markets(policy: Any, markets: Mapping[str, Any]) -> list[Any]:
+    """The portfolio policy's markets in its weight order, aligned on the
+    bars all of them have (as the served policy aligns a request)."""
+    from tradingrl.envs.panel import align_markets
+
+    missing = [s for s in policy.symbols if s not in markets]
+    if missing:
+        raise ValueError(f"the portfolio's symbol(s) {missing} have no bars to replay on")
+    return align_markets([markets[s] for s in policy.symbols])
+
+
+def _portfolio_decisions(policy: Any, markets: dict[str, Any], env: dict[str, Any],
+                         start: pd.Timestamp, lookback: int
+                         ) -> tuple[dict[str, Any], pd.DataFrame]:
+    """A portfolio policy's weights at every common bar from ``start`` on:
+    one deterministic episode of its agent in the portfolio environment over
+    the aligned markets (the account carried from bar to bar, starting in
+    cash). Returns the aligned markets by symbol and the targets' rows."""
+    from tradingrl.envs.portfolio import PortfolioTradingEnv
+
+    aligned = portfolio_markets(policy, markets)
+    first = portfolio_start_bar(aligned, start, lookback)
+    episode = PortfolioTradingEnv(aligned, **{**env, "start_bar": first})
+    obs, _ = episode.reset()
+    decision_bars, requested, target = [], [], []
+    done = False
+    while not done:
+        decision_bars.append(episode.bar)
+        action, _ = policy.agent.predict(obs, deterministic=True)
+        obs, _, terminated, truncated, info = episode.step(action)
+        requested.append(info["requested_weights"])
+        target.append(info["target_weights"])
+        done = terminated or truncated
+    if decision_bars[0] != first:
+        raise RuntimeError(f"the portfolio environment's first decision is at bar "
+                           f"{decision_bars[0]}, expected {first}")
+    stamps = pd.DatetimeIndex(aligned[0].timestamps[np.asarray(decision_bars)]).tz_localize("UTC")
+    n = len(aligned)
+    targets = pd.DataFrame({
+        "symbol": np.tile(np.asarray(policy.symbols, dtype=object), len(stamps)),
+        "timestamp": np.repeat(stamps, n),
+        "requested_target": np.concatenate(requested), "target": np.concatenate(target)})
+    return {m.symbol: m for m in aligned}, targets
 
 
 def replay_newest(policy: Any, env_config: Mapping[str, Any], bars: pd.DataFrame,

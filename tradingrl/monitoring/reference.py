@@ -142,7 +142,8 @@ def champion_comparison(bundle_dir: str | Path, version: str, *,
             replayed = replay_decisions(policy, challenger_env_config, bars,
                                         table[table["timestamp"] <= last_fill],
                                         start=before[-1], risk_from_config=True)
-            book = _block_book(replayed, symbols, block_env(backtest_env(replayed.env)))
+            book = (_portfolio_block_book(policy, replayed) if policy.kind == "portfolio"
+                    else _block_book(replayed, symbols, block_env(backtest_env(replayed.env))))
         except ValueError as error:  # too little history, other features, other calendars
             return not_comparable(version, f"the champion cannot be replayed on fold {fold}'s "
                                   f"bars: {error}", n_bars=0, end=end, **common)
@@ -153,6 +154,25 @@ def champion_comparison(bundle_dir: str | Path, version: str, *,
     return compare_books(version, joined, min_bars=int(min_bars),
                          bars_per_year=int(bars_per_year), end=end, symbols=symbols,
                          replay=replay)
+
+
+def _portfolio_block_book(policy: Any, replayed: Any) -> Any:
+    """A portfolio champion's book of one block: its agent trading the
+    replay's aligned markets in one portfolio env from the replay's first
+    decision, with the replay's costs and (challenger's) risk layer, the
+    block ending in cash (:func:`~tradingrl.evaluation.books.block_env`), as
+    the evaluation trades a portfolio agent's block."""
+    from tradingrl.envs.portfolio import PortfolioTradingEnv
+    from tradingrl.evaluation.books import block_env
+    from tradingrl.evaluation.portfolio_books import policy_act, rollout_book
+
+    markets = [replayed.markets[s] for s in policy.symbols]
+    decided = replayed.rows.dropna(subset=["target"])["timestamp"].min()
+    first = int(np.searchsorted(markets[0].timestamps,
+                                pd.Timestamp(decided).tz_convert("UTC").tz_localize(None)
+                                .to_datetime64()))
+    env = PortfolioTradingEnv(markets, **{**block_env(replayed.env), "start_bar": first})
+    return rollout_book(env, policy_act(policy.agent))
 
 
 def _block_book(replayed: Any, symbols: list[str], env: Mapping[str, Any]) -> Any:

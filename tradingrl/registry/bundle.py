@@ -30,6 +30,7 @@ import hashlib
 import inspect
 import json
 import platform
+import re
 import shutil
 from collections.abc import Mapping
 from importlib import metadata
@@ -72,6 +73,7 @@ CODE_PATH_FILES: tuple[str, ...] = (
     "envs/arrays.py",
     "envs/decision.py",
     "envs/risk_hook.py",
+    "envs/portfolio.py",
     "risk/layer.py",
     "risk/limits.py",
     "registry/bundle.py",
@@ -179,11 +181,13 @@ def _agent_section(env_config: Mapping[str, Any], scaler_names: list[str]) -> di
     from tradingrl.envs.decision import (
         ACCOUNT_STATE_NAMES,
         ACTION_KEYS,
+        ENV_KINDS,
         ActionRule,
         observation_size,
         risk_fn_from_config,
         signal_columns,
     )
+    from tradingrl.envs.portfolio import portfolio_observation_size
     from tradingrl.features.technical import FEATURE_COLUMNS
     from tradingrl.models.predict import PREDICTION_COLUMNS
 
@@ -191,9 +195,9 @@ def _agent_section(env_config: Mapping[str, Any], scaler_names: list[str]) -> di
                 "env", "risk"):
         if key not in env_config:
             raise ValueError(f"agent env_config.json lacks {key!r}")
-    if env_config["env_kind"] != "single_asset":
-        raise ValueError(f"trading-policy serves single-asset agents; env_kind "
-                         f"{env_config['env_kind']!r} is not supported")
+    kind = env_config["env_kind"]
+    if kind not in ENV_KINDS:
+        raise ValueError(f"agent env_kind must be one of {ENV_KINDS}, got {kind!r}")
     if env_config["algorithm"] not in ALGORITHM_NAMES:
         raise ValueError(f"agent algorithm must be one of {ALGORITHM_NAMES}, "
                          f"got {env_config['algorithm']!r}")
@@ -209,23 +213,33 @@ def _agent_section(env_config: Mapping[str, Any], scaler_names: list[str]) -> di
     env = dict(env_config["env"])
     window = int(env.get("window", env_default("window")))
     obs_clip = env.get("obs_clip", env_default("obs_clip"))
-    expected = observation_size(window, len(features), len(predictions))
+    portfolio: dict[str, Any] = {}
+    if kind == "portfolio":
+        portfolio = _portfolio_section(env_config, env)
+        n = len(portfolio["symbols"])
+        expected = portfolio_observation_size(n, window, len(features), len(predictions))
+        shape = (f"{n} symbols x (window {window} x {len(features)} features + "
+                 f"{len(predictions)} predictions + a weight) + 3 account entries")
+    else:
+        expected = observation_size(window, len(features), len(predictions))
+        shape = (f"window {window} x {len(features)} features + {len(predictions)} "
+                 f"predictions + {len(ACCOUNT_STATE_NAMES)} account entries")
     if int(env_config["observation_size"]) != expected:
-        raise ValueError(f"agent observation_size {env_config['observation_size']} != window "
-                         f"{window} x {len(features)} features + {len(predictions)} predictions "
-                         f"+ {len(ACCOUNT_STATE_NAMES)} account entries = {expected}")
+        raise ValueError(f"agent observation_size {env_config['observation_size']} != "
+                         f"{shape} = {expected}")
     risk = dict(env_config["risk"])
     if "enabled" not in risk:
         raise ValueError("agent env_config.json's risk section lacks 'enabled'")
     if risk["enabled"] and "forecast_horizon_bars" not in risk:
         raise ValueError("agent env_config.json's risk section lacks 'forecast_horizon_bars'")
-    risk_fn_from_config(risk)  # the policy's own build: bad limits raise now, not at load
+    risk_fn_from_config(risk, kind)  # the policy's own build: bad limits raise now, not at load
     action = {k: env.get(k, env_default(k)) for k in ACTION_KEYS}
     signal_columns(predictions, ActionRule.from_config(action))  # residual needs p_up, p_down
     return {
         "dir": AGENT_DIR,
         "algorithm": env_config["algorithm"],
-        "env_kind": env_config["env_kind"],
+        "env_kind": kind,
+        **portfolio,
         "window": window,
         "observation_size": expected,
         "features": features,
@@ -235,6 +249,35 @@ def _agent_section(env_config: Mapping[str, Any], scaler_names: list[str]) -> di
         "risk": risk,
         "action": action,
     }
+
+
+def _portfolio_section(env_config: Mapping[str, Any], env: Mapping[str, Any]) -> dict[str, Any]:
+    """A portfolio agent's own manifest entries: its symbols (the order of
+    its weights and observation blocks), the action's shorting and gross
+    leverage (the portfolio env's defaults when the env section does not set
+    them). The portfolio env's action is the target weights (no residual, no
+    band: :class:`~tradingrl.envs.portfolio.PortfolioTradingEnv`)."""
+    from tradingrl.data.columns import SYMBOL_PATTERN
+    from tradingrl.envs.portfolio import PortfolioTradingEnv, action_size
+
+    symbols = env_config.get("symbols")
+    if not isinstance(symbols, list) or not symbols:
+        raise ValueError("a portfolio agent's env_config.json must list its symbols (the order "
+                         "of its weights); retrain it with this version's train_agent")
+    bad = [s for s in symbols if not isinstance(s, str) or not re.match(SYMBOL_PATTERN, s)]
+    if bad or len(set(symbols)) != len(symbols):
+        raise ValueError(f"portfolio symbols must be distinct safe names, got {symbols}")
+    defaults = inspect.signature(PortfolioTradingEnv.__init__).parameters
+    allow_short = bool(env.get("allow_short", defaults["allow_short"].default))
+    leverage = float(env.get("max_gross_leverage", defaults["max_gross_leverage"].default))
+    if env.get("action_mode", "target") != "target" or float(env.get("no_trade_band", 0.0)):
+        raise ValueError("a portfolio agent's action is the target weights (action_mode "
+                         "'target', no_trade_band 0)")
+    shape = env_config.get("action_shape")
+    if shape is not None and list(shape) != [action_size(len(symbols), allow_short)]:
+        raise ValueError(f"agent action_shape {shape} does not match {len(symbols)} symbols "
+                         f"({'with' if allow_short else 'without'} shorting)")
+    return {"symbols": list(symbols), "allow_short": allow_short, "max_gross_leverage": leverage}
 
 
 def _check_reference(reference: Any, features: list[str]) -> pd.DataFrame:
@@ -358,6 +401,9 @@ def build_policy_bundle(
         "code_sha256": code_fingerprint(),
         "files_sha256": {name: file_sha256(out_dir / name) for name in files},
     }
+    if agent["env_kind"] == "portfolio":
+        # One decision over all the agent's symbols: every request holds each of them.
+        manifest["input"]["symbols"] = list(agent["symbols"])
     if reference is not None:
         stamps = reference["timestamp"]
         manifest["reference"] = {

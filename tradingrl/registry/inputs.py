@@ -14,7 +14,7 @@ import math
 import numbers
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -88,6 +88,74 @@ class AccountState:
         unknown = sorted(set(values) - known)
         if unknown:
             raise ValueError(f"unknown account field(s) {unknown}; known: {sorted(known)}")
+        return cls(**dict(values))
+
+
+@dataclass(frozen=True)
+class PortfolioAccountState:
+    """A portfolio agent's one account at the close of the decision bar t.
+
+    weights: symbol -> shares * close_t / equity (signed fraction of equity);
+        symbols left out hold nothing. cash_fraction: cash / equity;
+        sum(weights) + cash_fraction must be 1. unrealised_pnl: summed over
+        symbols, against each position's average entry price, / equity.
+    drawdown, equity, peak_equity, breaker_active, bars_since_trip: as in
+        :class:`AccountState` (the risk layer's state is the book's).
+
+    The defaults are a new all-cash account, as the portfolio environment
+    starts an episode.
+    """
+
+    weights: Mapping[str, float] = field(default_factory=dict)
+    cash_fraction: float | None = None  # None: 1 - sum(weights)
+    unrealised_pnl: float = 0.0
+    drawdown: float = 0.0
+    equity: float = 1.0
+    peak_equity: float = 0.0
+    breaker_active: bool = False
+    bars_since_trip: int = 0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.weights, Mapping):
+            raise TypeError(f"account weights must be a mapping of symbol -> weight, got "
+                            f"{type(self.weights).__name__}")
+        for symbol, value in self.weights.items():
+            if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+                raise TypeError(f"account weight of {symbol} must be a number, got {value!r}")
+            if not math.isfinite(value):
+                raise ValueError(f"account weight of {symbol} must be finite, got {value!r}")
+        if self.cash_fraction is None:
+            object.__setattr__(self, "cash_fraction",
+                               1.0 - float(sum(float(v) for v in self.weights.values())))
+        # The shared fields' checks are AccountState's (position 1 - cash keeps
+        # its sum rule out of the way; this account's sum rule is below).
+        AccountState(position=1.0 - float(self.cash_fraction),
+                     **{f.name: getattr(self, f.name) for f in fields(AccountState)
+                        if f.name not in ("position",)})
+        total = float(sum(float(v) for v in self.weights.values())) + float(self.cash_fraction)
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"account weights + cash_fraction must sum to 1, got {total}")
+
+    def weight_vector(self, symbols: list[str] | tuple[str, ...]) -> np.ndarray:
+        """The weights in ``symbols``' order (0 for symbols left out);
+        ValueError for a weight of a symbol not in ``symbols``."""
+        unknown = sorted(str(s) for s in self.weights if s not in symbols)
+        if unknown:
+            raise ValueError(f"account weights given for symbol(s) {unknown} that the "
+                             f"portfolio does not hold ({list(symbols)})")
+        return np.array([float(self.weights.get(s, 0.0)) for s in symbols])
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> PortfolioAccountState:
+        """From a JSON-like mapping of some of the fields (others default)."""
+        if not isinstance(values, Mapping):
+            raise TypeError(f"a portfolio account must be a mapping of fields, got "
+                            f"{type(values).__name__}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown portfolio account field(s) {unknown}; known: "
+                             f"{sorted(known)}")
         return cls(**dict(values))
 
 

@@ -32,6 +32,20 @@ bar t, through the pipeline's own code path:
    than the band away from the account's position returns that position
    (:func:`~tradingrl.envs.decision.banded_target`).
 
+A portfolio bundle (the agent's ``env_kind`` "portfolio") makes one decision
+over all its symbols instead, as :class:`~tradingrl.envs.portfolio.PortfolioTradingEnv`
+does: the request must hold every symbol of the portfolio, with the same last
+bar; steps 1 and 2 are per symbol as above, then the feature rows are aligned
+on the timestamps every symbol has (the env steps over those), the
+observation is the env's (each symbol's window, each symbol's predictions,
+the book's weights, cash / equity, unrealised PnL / equity, drawdown), the
+action becomes weights by the env's map
+(:func:`~tradingrl.envs.portfolio.weights_from_action`), and the portfolio
+risk layer checks them (:func:`~tradingrl.envs.portfolio.allowed_weights`)
+with the book's account (:class:`~tradingrl.registry.inputs.PortfolioAccountState`).
+Each row's ``target`` is then the symbol's weight, a signed fraction of the
+book's equity (tests/unit/test_portfolio_policy.py).
+
 Timing: the returned ``target`` is the signed fraction of equity to hold,
 decided with bars <= t only, to be filled at bar t+1 (its open by default,
 as in the environment and the backtest) after costs.
@@ -95,8 +109,13 @@ class TradingPolicy:
             signal_columns,
         )
 
-        self.risk_fn = risk_fn_from_config(spec["risk"])
+        self.kind = str(spec.get("env_kind", "single_asset"))
+        self.risk_fn = risk_fn_from_config(spec["risk"], self.kind)
         self.action_rule = ActionRule.from_config(spec.get("action"))
+        if self.kind == "portfolio":
+            self.symbols = tuple(str(s) for s in spec["symbols"])
+            self.allow_short = bool(spec["allow_short"])
+            self.max_gross_leverage = float(spec["max_gross_leverage"])
         self._signal_columns = signal_columns(self.prediction_columns, self.action_rule)
         self.risk_lookback = int(spec["risk_lookback"])
         self._risk_columns = risk_columns(self.prediction_columns)
@@ -157,7 +176,9 @@ class TradingPolicy:
         volume), at least ``min_bars`` bars per symbol; see
         :func:`~tradingrl.registry.inputs.prepare_ohlcv`. ``account``: per
         symbol, an AccountState or a mapping of its fields; symbols left out
-        trade a new flat account.
+        trade a new flat account. A portfolio bundle takes one account for the
+        book instead: a PortfolioAccountState or a mapping of its fields
+        (None: all cash), and decides for exactly its symbols.
         """
         return self.decide_with_observations(ohlcv, account)[0]
 
@@ -168,6 +189,8 @@ class TradingPolicy:
         """:meth:`decide`, plus each symbol's observation (float32, the
         environment's layout) as the agent saw it."""
         bars = check_ohlcv(ohlcv)
+        if self.kind == "portfolio":
+            return self._decide_portfolio(bars, account)
         accounts = parse_accounts(account, [str(bars.symbol[a]) for a in bars.starts])
         rows, observations = [], {}
         for a, b in zip(bars.starts, bars.stops, strict=True):
@@ -182,21 +205,12 @@ class TradingPolicy:
         columns["timestamp"] = pd.DatetimeIndex(columns["timestamp"])
         return pd.DataFrame(columns), observations
 
-    def _decide_symbol(self, symbol: str, bars: dict[str, np.ndarray], stamp: pd.Timestamp,
-                       account: AccountState) -> tuple[dict[str, Any], np.ndarray]:
-        from tradingrl.envs.arrays import log_returns, rolling_sigma
-        from tradingrl.envs.decision import (
-            allowed_target,
-            banded_target,
-            observation_bound,
-            observation_inputs,
-            requested_target,
-            return_window,
-            risk_context,
-            write_observation,
-        )
+    def _symbol_inputs(self, symbol: str, bars: dict[str, np.ndarray], stamp: pd.Timestamp
+                       ) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
+        """One symbol's feature rows (the features stage's rule), their
+        positions among its bars, and the trend model's prediction at its
+        last bar (from the symbol's own rows alone)."""
         from tradingrl.features.build import feature_block
-        from tradingrl.risk.limits import RiskState
 
         close = bars["close"]
         if len(close) < self.min_bars:
@@ -221,6 +235,26 @@ class TradingPolicy:
         trend = self.trend_model
         window = table[-trend.window:][:, self._trend_columns]
         predicted = {k: float(v[0]) for k, v in trend.predict_windows(window[None]).items()}
+
+        return table, positions, predicted
+
+    def _decide_symbol(self, symbol: str, bars: dict[str, np.ndarray], stamp: pd.Timestamp,
+                       account: AccountState) -> tuple[dict[str, Any], np.ndarray]:
+        from tradingrl.envs.arrays import log_returns, rolling_sigma
+        from tradingrl.envs.decision import (
+            allowed_target,
+            banded_target,
+            observation_bound,
+            observation_inputs,
+            requested_target,
+            return_window,
+            risk_context,
+            write_observation,
+        )
+        from tradingrl.risk.limits import RiskState
+
+        close = bars["close"]
+        table, positions, predicted = self._symbol_inputs(symbol, bars, stamp)
 
         # The observation, by the environment's own functions (the same float32
         # casts and clips as on its MarketArrays).
@@ -272,3 +306,116 @@ class TradingPolicy:
             "risk_bars_since_trip": int(state.bars_since_trip),
         }
         return row, obs
+
+    def _decide_portfolio(self, bars: Any, account: Any
+                          ) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+        """A portfolio agent's one decision over all its symbols at their
+        common last bar t: the observation, weights and risk layer of
+        :class:`~tradingrl.envs.portfolio.PortfolioTradingEnv` at t, from the
+        request's bars (the env steps over the feature rows every symbol
+        has, so the rows are aligned on their timestamps first). Returns the
+        rows (one per symbol, the portfolio's order) and ``{"portfolio": obs}``."""
+        from tradingrl.envs.arrays import log_returns, rolling_sigma
+        from tradingrl.envs.decision import observation_bound, observation_inputs
+        from tradingrl.envs.portfolio import (
+            allowed_weights,
+            weights_from_action,
+            write_portfolio_account,
+        )
+        from tradingrl.registry.inputs import PortfolioAccountState
+        from tradingrl.risk.limits import RiskState
+
+        given = [str(bars.symbol[a]) for a in bars.starts]
+        missing = [s for s in self.symbols if s not in given]
+        extra = [s for s in given if s not in self.symbols]
+        if missing or extra:
+            raise ValueError(f"this portfolio policy decides for exactly its symbols "
+                             f"{list(self.symbols)}; the window lacks {missing} and has "
+                             f"{extra} besides")
+        if account is None:
+            account = PortfolioAccountState()
+        elif not isinstance(account, PortfolioAccountState):
+            account = PortfolioAccountState.from_mapping(account)
+        held = account.weight_vector(self.symbols)
+
+        at = {s: k for k, s in enumerate(given)}
+        inputs, stamps = [], []
+        for symbol in self.symbols:
+            a, b = bars.starts[at[symbol]], bars.stops[at[symbol]]
+            columns = {c: getattr(bars, c)[a:b] for c in ("open", "high", "low", "close",
+                                                          "volume")}
+            table, positions, predicted = self._symbol_inputs(symbol, columns,
+                                                              bars.timestamp(b - 1))
+            inputs.append((columns["close"], table, positions, predicted))
+            stamps.append(bars.ns[a:b][positions])
+        last = {s: int(ns[-1]) for s, ns in zip(self.symbols, stamps, strict=True)}
+        if len(set(last.values())) > 1:
+            shown = {s: pd.Timestamp(v, tz="UTC").isoformat() for s, v in last.items()}
+            raise ValueError(f"the portfolio decides at one bar for all its symbols; their last "
+                             f"bars differ: {shown}")
+        common = stamps[0]
+        for ns in stamps[1:]:
+            common = np.intersect1d(common, ns, assume_unique=True)
+        if len(common) < self.min_feature_rows:
+            raise ValueError(f"the symbols share {len(common)} bars with defined features, the "
+                             f"policy needs {self.min_feature_rows} (the environment steps over "
+                             "the bars every symbol has)")
+        rows = common[-max(self.window, self.risk_lookback + 1):]
+        windows, preds, returns, sigma = [], [], [], []
+        for (close, table, positions, predicted), ns in zip(inputs, stamps, strict=True):
+            aligned = np.flatnonzero(np.isin(ns, rows, assume_unique=True))
+            windows.append(self.agent_scaler.transform(
+                table[aligned[-self.window:]][:, self._agent_columns]))
+            preds.append([predicted[c] for c in self.prediction_columns])
+            returns.append(log_returns(close[positions[aligned]])[1:])
+            sigma.append(float(rolling_sigma(close)[-1]))
+        features, predictions = observation_inputs(
+            np.stack(windows), np.asarray(preds, dtype=np.float32), self.obs_clip)
+        n = len(self.symbols)
+        obs = np.empty(self.obs_size, dtype=np.float32)
+        k = features.size + predictions.size
+        obs[:features.size] = features.reshape(-1)
+        obs[features.size:k] = predictions.reshape(-1)
+        write_portfolio_account(obs, k, held, float(account.cash_fraction),
+                                account.unrealised_pnl, account.drawdown,
+                                observation_bound(self.obs_clip))
+
+        action, _ = self.agent.predict(obs, deterministic=True)
+        requested = weights_from_action(action, n, self.allow_short, self.max_gross_leverage)
+        state = RiskState(float(account.peak_equity), bool(account.breaker_active),
+                          int(account.bars_since_trip))
+        target, binding = requested.copy(), ()
+        if self.risk_fn is not None:
+            conf, er = self._risk_columns
+            nan = np.full(n, np.nan)
+            memory: dict[str, Any] = {"risk_state": state}
+            context = {
+                "bar": len(common) - 1, "equity": account.equity,
+                "peak_equity": account.equity / (1.0 - account.drawdown),
+                "drawdown": account.drawdown, "weights": held,
+                "returns": np.column_stack(returns)[-self.risk_lookback:],
+                "sigma": np.asarray(sigma),
+                "confidence": predictions[:, conf].astype(np.float64) if conf >= 0 else nan,
+                "expected_return": (predictions[:, er].astype(np.float64) if er >= 0
+                                    else nan.copy()),
+                "symbols": self.symbols, "state": memory,
+            }
+            target = allowed_weights(self.risk_fn, requested, context, self.allow_short,
+                                     self.max_gross_leverage)
+            state, binding = memory["risk_state"], memory["binding"]
+
+        stamp = pd.Timestamp(int(common[-1]), tz="UTC")
+        out = []
+        for i, (symbol, (_, _, _, predicted)) in enumerate(zip(self.symbols, inputs,
+                                                               strict=True)):
+            out.append({
+                "symbol": symbol, "timestamp": stamp, "target": float(target[i]),
+                "requested_target": float(requested[i]), "risk_binding": ",".join(binding),
+                **{c: predicted[c] for c in PREDICTION_COLUMNS},
+                "risk_peak_equity": float(state.peak_equity),
+                "risk_breaker_active": bool(state.breaker_active),
+                "risk_bars_since_trip": int(state.bars_since_trip),
+            })
+        columns = {c: [row[c] for row in out] for c in OUTPUT_COLUMNS}
+        columns["timestamp"] = pd.DatetimeIndex(columns["timestamp"])
+        return pd.DataFrame(columns), {"portfolio": obs}

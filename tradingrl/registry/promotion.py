@@ -63,10 +63,12 @@ class Promotion:
 
 def example_window(bars: pd.DataFrame, manifest: Mapping[str, Any]) -> pd.DataFrame:
     """The model's input example: the last ``min_history_bars`` bars of the
-    first symbol (alphabetically), the least a decision needs."""
-    first = min(bars["symbol"].unique())
-    return (bars[bars["symbol"] == first].sort_values("timestamp")
-            .tail(int(manifest["min_history_bars"])).reset_index(drop=True))
+    first symbol (alphabetically), the least a decision needs; of every
+    symbol of a portfolio bundle (it decides for all of them at once)."""
+    symbols = manifest.get("input", {}).get("symbols") or [min(bars["symbol"].unique())]
+    rows = bars[bars["symbol"].isin(symbols)].sort_values(["symbol", "timestamp"])
+    return (rows.groupby("symbol", sort=False).tail(int(manifest["min_history_bars"]))
+            .reset_index(drop=True))
 
 
 def evaluation_tags(evaluation: Mapping[str, Any]) -> dict[str, str]:

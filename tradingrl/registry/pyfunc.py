@@ -9,6 +9,8 @@ ISO-8601 UTC string, so in-process calls and ``mlflow models serve`` (JSON
 ``dataframe_split``) answer the same. Accounts travel in the one string
 parameter ``account``: a JSON object ``{"<symbol>": {<AccountState fields>}}``
 (missing symbols and fields: a new flat account); "" = every account flat.
+A portfolio bundle's account is the book's: ``{"weights": {"<symbol>": w},
+<PortfolioAccountState's other fields>}``; "" = all cash.
 
 The model logs the tradingrl package as code (``code_paths``), so a fresh
 serving process runs the decision code the bundle was built with, and pins
