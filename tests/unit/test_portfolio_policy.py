@@ -261,3 +261,39 @@ def test_reference_replay_trades_the_book_the_policy_serves(world):
                              world.table, sessions=60)
     pd.testing.assert_frame_equal(again.reset_index(drop=True), reference.reset_index(drop=True),
                                   check_dtype=False)
+
+
+def test_registered_pyfunc_decides_the_book_with_its_account(world, tmp_path):
+    """Registered as the promote stage registers it (input example: every
+    symbol's last min_history_bars bars), the MLflow pyfunc answers what the
+    policy answers, the book's account travelling in the ``account`` JSON
+    parameter; a breaker the account has tripped sends the book to cash."""
+    import mlflow
+
+    from tradingrl.registry.promotion import example_window
+    from tradingrl.registry.pyfunc import log_trading_policy, serving_input, serving_output
+
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
+    try:
+        experiment = mlflow.create_experiment("policy",
+                                              artifact_location=(tmp_path / "art").as_uri())
+        mlflow.set_experiment(experiment_id=experiment)
+        example = example_window(world.bars, world.policy.manifest)
+        assert sorted(example["symbol"].unique()) == world.symbols
+        with mlflow.start_run():
+            version = log_trading_policy(world.bundle, example)
+        model = mlflow.pyfunc.load_model(f"models:/trading-policy/{version}")
+        window = serving_input(_window(world.bars, n=200))
+        pd.testing.assert_frame_equal(model.predict(window),
+                                      serving_output(world.policy.decide(window)))
+        account = {"weights": {"SYN000": 0.3, "SYN002": 0.2}, "unrealised_pnl": -0.02,
+                   "drawdown": 0.3, "equity": 0.7, "peak_equity": 1.0}
+        served = model.predict(window, params={"account": json.dumps(account)})
+        pd.testing.assert_frame_equal(served,
+                                      serving_output(world.policy.decide(window, account)))
+        assert served["target"].tolist() == [0.0] * N_SYMBOLS
+        assert served["requested_target"].abs().sum() > 0.0
+        assert set(served["risk_binding"]) == {"drawdown_breaker"}
+    finally:
+        mlflow.set_tracking_uri(previous)
