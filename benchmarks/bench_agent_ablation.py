@@ -110,10 +110,11 @@ CONFIGS: dict[str, dict[str, Any]] = {
     # The agent search (tradingrl/agents/search.py, params.yaml's space) with
     # 6 trials of 10,000 steps per fold; the trials multiply the DSR's N.
     "search": {"search.n_trials": 6, "search.timesteps": 10000},
-    # One portfolio agent over all symbols (Portfolio-v0: long-only weights
-    # plus cash), judged against the portfolio baselines; its env takes
-    # target weights only, so the action is the target.
-    "portfolio": {"env_kind": "portfolio", "env.action_mode": "target"},
+    # One portfolio agent over all symbols (Portfolio-v0, long-only), judged
+    # against the portfolio baselines: the shipped residual action (each
+    # symbol's 1/N sleeve adjusts p_up - p_down), or target weights plus cash.
+    "portfolio": {"env_kind": "portfolio"},
+    "portfolio_target": {"env_kind": "portfolio", "env.action_mode": "target"},
     # The tier as it was before this study: target action, window 10, gamma
     # 0.99, exploration std 1, best validation checkpoint.
     "before": {"env.action_mode": "target", "env.window": 10,

@@ -63,15 +63,15 @@ def test_walk_forward_judges_a_portfolio_agent_against_portfolio_baselines(
         tmp_path: Path) -> None:
     """The ablation's walk-forward with a portfolio agent on a tiny random
     walk: every fold has the policy and each portfolio baseline on the same
-    fill bars, and the gate refuses. Departures from the defaults: the tiny
-    budget of the ablation's other smoke tests, and the target action (the
-    portfolio env has no residual action yet)."""
+    fill bars, and the gate refuses. Departure from the defaults: the tiny
+    budget of the ablation's other smoke tests (the action is the shipped
+    residual one)."""
     from benchmarks import bench_agent_ablation
 
     out = tmp_path / "portfolio.json"
     bench_agent_ablation.main([
         "--market", "random_walk", "--symbols", "3", "--bars", "400", "--model", "noise",
-        "--configs", "target",
+        "--configs", "shipped",
         "--set", 'env_kind="portfolio"', "total_timesteps=512", "eval_freq=256",
         "checkpoint_freq=512", "seeds=[0, 1]", "algorithm_kwargs.ppo.n_steps=128",
         "--out", str(out)])

@@ -34,11 +34,16 @@ from tradingrl.registry.policy import TradingPolicy
 N_SYMBOLS = 3
 
 
-def _env_kwargs():
+# The residual action: each symbol's sleeve adjusts p_up - p_down (action 0:
+# the supervised baseline's weights), as params.yaml ships the action.
+RESIDUAL_ENV = {**AGENT_PARAMS["env"], "action_mode": "residual"}
+ENVS = {"target": AGENT_PARAMS["env"], "residual": RESIDUAL_ENV}
+
+
+def _env_kwargs(mode="target"):
     from tradingrl.envs.decision import env_kwargs_from_config
 
-    return env_kwargs_from_config(AGENT_PARAMS["env"], AGENT_PARAMS["costs"], RISK_LIMITS,
-                                  "portfolio")
+    return env_kwargs_from_config(ENVS[mode], AGENT_PARAMS["costs"], RISK_LIMITS, "portfolio")
 
 
 def _markets(world, predictions):
@@ -83,30 +88,34 @@ def world(tmp_path_factory):
     world = SimpleNamespace(root=root, bars=bars, table=table, trend=trend,
                             predictions=predictions, scaler=scaler)
     markets = _markets(world, predictions)
-    env = PortfolioTradingEnv(markets, **_env_kwargs())
-    agent = PPO("MlpPolicy", env, seed=0, n_steps=64, batch_size=32, device="cpu",
-                policy_kwargs={"net_arch": [16, 16]})
-    with torch.no_grad():  # untrained heads act near 0; spread the weights
-        agent.policy.action_net.weight.mul_(300.0)
-    agent.save(root / "agent.zip")
-
-    agent_dir = root / "agent"
-    agent_dir.mkdir()
-    shutil.copy2(root / "agent.zip", agent_dir / "agent.zip")
-    scaler.save(agent_dir / "scaler.json")
-    env_config = {
-        "algorithm": "ppo", "env_kind": "portfolio",
-        "observation_size": int(env.observation_space.shape[0]),
-        "action_shape": [N_SYMBOLS + 1], "features": AGENT_FEATURES,
-        "prediction_columns": PREDICTIONS, "symbols": [m.symbol for m in markets],
-        "env": AGENT_PARAMS["env"], "costs": AGENT_PARAMS["costs"], "risk": RISK_LIMITS,
-        "spans": {}, "chosen_seed": 0}
-    (agent_dir / "env_config.json").write_text(json.dumps(env_config))
-    bundle = build_policy_bundle(cnn_dir, agent_dir, FEATURES_PARAMS, root / "bundle")
-    world.cnn_dir, world.agent_dir, world.env_config, world.bundle = (
-        cnn_dir, agent_dir, env_config, bundle)
-    world.policy = TradingPolicy.load(bundle)
     world.symbols = [m.symbol for m in markets]
+    world.bundles, world.policies, world.agent_dirs, world.env_configs = {}, {}, {}, {}
+    world.cnn_dir = cnn_dir
+    for mode, env_params in ENVS.items():
+        env = PortfolioTradingEnv(markets, **_env_kwargs(mode))
+        agent = PPO("MlpPolicy", env, seed=0, n_steps=64, batch_size=32, device="cpu",
+                    policy_kwargs={"net_arch": [16, 16]})
+        with torch.no_grad():  # untrained heads act near 0; spread the weights
+            agent.policy.action_net.weight.mul_(300.0)
+        agent_dir = root / f"agent_{mode}"
+        agent_dir.mkdir()
+        agent.save(agent_dir / "agent.zip")
+        scaler.save(agent_dir / "scaler.json")
+        env_config = {
+            "algorithm": "ppo", "env_kind": "portfolio",
+            "observation_size": int(env.observation_space.shape[0]),
+            "action_shape": list(env.action_space.shape), "features": AGENT_FEATURES,
+            "prediction_columns": PREDICTIONS, "symbols": world.symbols,
+            "env": env_params, "costs": AGENT_PARAMS["costs"], "risk": RISK_LIMITS,
+            "spans": {}, "chosen_seed": 0}
+        (agent_dir / "env_config.json").write_text(json.dumps(env_config))
+        world.bundles[mode] = build_policy_bundle(cnn_dir, agent_dir, FEATURES_PARAMS,
+                                                  root / f"bundle_{mode}")
+        world.policies[mode] = TradingPolicy.load(world.bundles[mode])
+        world.agent_dirs[mode], world.env_configs[mode] = agent_dir, env_config
+    # The target-weights agent, for the tests that need one.
+    world.agent_dir, world.env_config = world.agent_dirs["target"], world.env_configs["target"]
+    world.bundle, world.policy = world.bundles["target"], world.policies["target"]
     return world
 
 
@@ -123,14 +132,14 @@ def _served_predictions(world, t):
     return predictions
 
 
-def _env_at(world, t, start=None):
+def _env_at(world, t, start=None, mode="target"):
     """A portfolio env on the markets with t's predictions as served, reset
     at ``start`` (default: t's bar), and t's bar index."""
     from tradingrl.envs.portfolio import PortfolioTradingEnv
 
     markets = _markets(world, _served_predictions(world, t))
     i = int(np.flatnonzero(markets[0].timestamps == t.tz_localize(None).to_datetime64())[0])
-    env = PortfolioTradingEnv(markets, **_env_kwargs())
+    env = PortfolioTradingEnv(markets, **_env_kwargs(mode))
     obs, _ = env.reset(options={"start_bar": i if start is None else start})
     return env, obs, i
 
@@ -145,19 +154,22 @@ def test_the_bundle_records_a_portfolio_agent(world):
     assert agent["observation_size"] == N_SYMBOLS * (5 * 12 + 5 + 1) + 3
 
 
-def test_new_account_decision_equals_the_environment(world):
+@pytest.mark.parametrize("mode", ["target", "residual"])
+def test_new_account_decision_equals_the_environment(world, mode):
     """For an all-cash account at bar t the policy's observation is the
     env's bit for bit, its requested weights are the env's map of the agent's
-    action, and its risk-checked weights are the env's ``target_weights``."""
+    action (target weights, or the residual adjustment of p_up - p_down),
+    and its risk-checked weights are the env's ``target_weights``."""
+    policy = world.policies[mode]
     stamps = np.sort(world.table["timestamp"].unique())
     bindings, checked = set(), 0
     for t in (pd.Timestamp(stamps[k]) for k in (80, 150, 200, -2)):
-        decisions, observations = world.policy.decide_with_observations(
-            _window(world.bars, end=t))
-        env, obs_env, i = _env_at(world, t)
+        decisions, observations = policy.decide_with_observations(_window(world.bars, end=t))
+        env, obs_env, i = _env_at(world, t, mode=mode)
         assert i >= AGENT_PARAMS["env"]["risk_lookback"]
         np.testing.assert_array_equal(observations["portfolio"], obs_env)
-        action, _ = world.policy.agent.predict(obs_env, deterministic=True)
+        action, _ = policy.agent.predict(obs_env, deterministic=True)
+        assert len(action) == (N_SYMBOLS if mode == "residual" else N_SYMBOLS + 1)
         _, _, _, _, info = env.step(action)
         assert list(decisions["symbol"]) == world.symbols
         assert (decisions["timestamp"] == t).all()
@@ -220,9 +232,10 @@ def test_requests_without_every_symbol_or_one_last_bar_are_refused(world):
 
 def test_a_bundle_without_the_symbols_or_with_a_residual_action_is_refused(world, tmp_path):
     for change, message in (({"symbols": None}, "must list its symbols"),
-                            ({"env": {**AGENT_PARAMS["env"], "action_mode": "residual"}},
-                             "action is the target weights"),
-                            ({"action_shape": [N_SYMBOLS]}, "action_shape")):
+                            ({"env": {**AGENT_PARAMS["env"], "no_trade_band": 0.1}},
+                             "no no-trade band"),
+                            ({"action_shape": [N_SYMBOLS]}, "action_shape"),
+                            ({"env": RESIDUAL_ENV}, "action_shape")):
         agent_dir = tmp_path / f"agent_{len(list(tmp_path.iterdir()))}"
         shutil.copytree(world.agent_dir, agent_dir)
         (agent_dir / "env_config.json").write_text(json.dumps({**world.env_config, **change}))
@@ -297,3 +310,40 @@ def test_registered_pyfunc_decides_the_book_with_its_account(world, tmp_path):
         assert set(served["risk_binding"]) == {"drawdown_breaker"}
     finally:
         mlflow.set_tracking_uri(previous)
+
+
+def test_an_untrained_residual_portfolio_agent_is_the_supervised_baseline(world):
+    """Action 0 in the residual portfolio env requests, bar for bar, the
+    weights of the portfolio ``supervised`` baseline (each symbol's 1/N
+    sleeve at p_up - p_down, long-only clipped at 0), and trades its book:
+    equal up to the float32 rounding of the baseline's own action encoding."""
+    from tradingrl.evaluation.books import BaselineSettings
+    from tradingrl.evaluation.portfolio_books import (
+        baseline_weights,
+        block_portfolio_env,
+        rollout_book,
+        weights_act,
+    )
+
+    markets = _markets(world, world.predictions)
+    residual = block_portfolio_env(markets, _env_kwargs("residual"))
+    target = block_portfolio_env(markets, _env_kwargs("target"))
+    first, n_steps = target.first_bar, target.last_bar - target.first_bar
+    sma = [np.ones(len(m)) for m in markets]
+    supervised = weights_act(baseline_weights(markets, first, n_steps, sma, BaselineSettings(),
+                                              fold=1)["supervised"])
+    zero = np.zeros(N_SYMBOLS, dtype=np.float32)
+    residual.reset()
+    target.reset()
+    moved = 0.0
+    for _ in range(n_steps - 1):  # the last step closes the block
+        _, _, _, _, ours = residual.step(zero)
+        _, _, _, _, theirs = target.step(supervised(None, target))
+        np.testing.assert_allclose(ours["requested_weights"], theirs["requested_weights"],
+                                   atol=1e-6)
+        np.testing.assert_allclose(ours["target_weights"], theirs["target_weights"], atol=1e-6)
+        moved += float(np.abs(ours["requested_weights"]).sum())
+    assert moved > 0.1 * n_steps / N_SYMBOLS  # the signal really positions the book
+    books = [rollout_book(block_portfolio_env(markets, _env_kwargs(mode)), act)
+             for mode, act in (("residual", lambda obs, env: zero), ("target", supervised))]
+    np.testing.assert_allclose(books[0].log_return, books[1].log_return, atol=1e-7)

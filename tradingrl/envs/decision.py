@@ -36,7 +36,8 @@ the backtester's risk replay and the drift replay) and the served policy
    ``no_trade_band`` away from the position held sends no order (the
    position is kept), except a flat target, which is always executed.
 
-The portfolio environment shares :func:`observation_inputs` and
+The portfolio environment shares :func:`observation_inputs`, :class:`ActionRule`,
+:func:`supervised_signal` and
 :func:`risk_fn_from_config` (``kind="portfolio"``); its observation layout,
 action map and risk check are its own functions in
 :mod:`tradingrl.envs.portfolio`, which the served policy calls as well.

@@ -16,7 +16,14 @@ rest, ``1 - sum_i w_i``, is cash). Entries are first clipped to [-1, 1].
   each direction, so it is easy to read a policy's output.
 * with shorting (``allow_short=True``): a in [-1, 1]^N, ``w = a``.
 
-Then, in both modes, ``w *= L / sum|w|`` when ``sum|w| > L =
+* residual (``action_mode="residual"``): a in [-1, 1]^N adjusts the
+  supervised positions: ``w_i = clip(s_i + residual_scale * a_i, -1, 1) / N``
+  with ``s_i = p_up - p_down`` of symbol i at the decision bar (long-only:
+  ``max(w_i, 0)``), each symbol's sleeve of 1/N positioned as the
+  single-asset residual rule positions it (:func:`residual_weights`), so an
+  agent that acts 0 requests the portfolio ``supervised`` baseline's weights.
+
+Then, in every mode, ``w *= L / sum|w|`` when ``sum|w| > L =
 max_gross_leverage`` (default 1; long-only needs L <= 1, with shorting L > 1
 borrows cash). So requested weights satisfy |w_i| <= 1, sum|w_i| <= L, and
 w_i >= 0 when long-only.
@@ -84,7 +91,12 @@ import numpy as np
 
 from tradingrl.envs.arrays import MarketArrays
 from tradingrl.envs.costs import ExecutionCosts, decision_volume
-from tradingrl.envs.decision import observation_inputs
+from tradingrl.envs.decision import (
+    ActionRule,
+    observation_inputs,
+    signal_columns,
+    supervised_signal,
+)
 from tradingrl.envs.episode import TradingEpisode
 from tradingrl.envs.panel import stack_markets
 from tradingrl.envs.risk_hook import PortfolioRiskContext, PortfolioRiskFn
@@ -101,9 +113,36 @@ def portfolio_observation_size(n_symbols: int, window: int, n_features: int,
             + len(PORTFOLIO_ACCOUNT_STATE_NAMES))
 
 
-def action_size(n_symbols: int, allow_short: bool) -> int:
-    """Entries of a portfolio action: N with shorting, N + 1 (cash) long-only."""
-    return n_symbols if allow_short else n_symbols + 1
+def action_size(n_symbols: int, allow_short: bool, residual: bool = False) -> int:
+    """Entries of a portfolio action: N with shorting or a residual action
+    (one adjustment per symbol), N + 1 (the last for cash) for long-only
+    target weights."""
+    return n_symbols if allow_short or residual else n_symbols + 1
+
+
+def residual_weights(action: Any, signal: np.ndarray, residual_scale: float,
+                     allow_short: bool, max_gross_leverage: float) -> np.ndarray:
+    """The requested weights (N,) float64 of a residual action: symbol i's
+    sleeve of 1/N of equity positioned as the single-asset residual rule
+    positions it, ``w_i = clip(signal_i + residual_scale * a_i, -1, 1) / N``
+    (``a`` clipped to [-1, 1] first; long-only: ``max(w_i, 0)``), scaled down
+    to ``max_gross_leverage`` when over it. ``signal``: (N,) the supervised
+    positions ``p_up - p_down`` at the decision bar, so action 0 requests
+    the portfolio ``supervised`` baseline's weights. ValueError on a wrong
+    size or NaN."""
+    n = len(signal)
+    a = np.asarray(action, dtype=np.float64).reshape(-1)
+    if a.size != n:
+        raise ValueError(f"action must have {n} entries, got {a.size}")
+    if np.isnan(a).any():
+        raise ValueError("action has NaN")
+    w = np.clip(signal + residual_scale * np.clip(a, -1.0, 1.0), -1.0, 1.0) / n
+    if not allow_short:
+        w = np.maximum(w, 0.0)
+    gross = float(np.abs(w).sum())
+    if gross > max_gross_leverage:
+        w *= max_gross_leverage / gross
+    return w
 
 
 def weights_from_action(action: Any, n_symbols: int, allow_short: bool,
@@ -244,11 +283,11 @@ class PortfolioTradingEnv(TradingEpisode):
         close_at_end: bool = False,
         copy_obs: bool = True,
     ) -> None:
-        if action_mode != "target" or no_trade_band != 0.0:
-            # residual_scale is read by the residual mode only.
-            raise ValueError("the portfolio env's action is the target weights: set "
-                             "train_agent.env.action_mode to 'target' and no_trade_band to 0 "
-                             f"for env_kind portfolio (got {action_mode!r}, {no_trade_band})")
+        if no_trade_band != 0.0:
+            raise ValueError("the portfolio env has no no-trade band: set "
+                             "train_agent.env.no_trade_band to 0 for env_kind portfolio "
+                             f"(got {no_trade_band})")
+        self.action_rule = ActionRule(action_mode, residual_scale, no_trade_band)
         super().__init__()
         if not isinstance(markets, MarketArrays):  # stack_markets refuses a single one
             markets = tuple(markets)
@@ -308,7 +347,11 @@ class PortfolioTradingEnv(TradingEpisode):
         self._init_observation(portfolio_observation_size(n, self.window, n_feat, n_pred),
                                obs_clip)
         self._obs_windows = self._obs[:self._pred_start].reshape(n, self._win_len)
-        self.n_actions = action_size(n, self.allow_short)
+        self.n_actions = action_size(n, self.allow_short, self.action_rule.residual)
+        self._signal = None  # (T, N) supervised positions p_up - p_down, residual mode only
+        if self.action_rule.residual:
+            up, down = signal_columns(panel.prediction_names, self.action_rule)
+            self._signal = supervised_signal(self._preds[:, :, up], self._preds[:, :, down])
         self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(self.n_actions,), dtype=np.float32)
 
         names = panel.prediction_names
@@ -323,7 +366,12 @@ class PortfolioTradingEnv(TradingEpisode):
 
     # ------------------------------------------------------------------ actions
     def weights_from_action(self, action: Any) -> np.ndarray:
-        """The requested weights (N,) float64 of an action (the module docstring's map)."""
+        """The requested weights (N,) float64 of an action at the current
+        decision bar (the module docstring's map, or :func:`residual_weights`)."""
+        if self._signal is not None:
+            return residual_weights(action, self._signal[self._t],
+                                    self.action_rule.residual_scale, self.allow_short,
+                                    self.max_gross_leverage)
         return weights_from_action(action, self.n_symbols, self.allow_short,
                                    self.max_gross_leverage)
 
@@ -336,6 +384,9 @@ class PortfolioTradingEnv(TradingEpisode):
         if w.shape != (self.n_symbols,):
             raise ValueError(f"need {self.n_symbols} weights, got shape {w.shape}")
         self._check_reachable(w, "weights")
+        if self._signal is not None:  # the adjustment that requests w at this bar
+            a = (w * self.n_symbols - self._signal[self._t]) / self.action_rule.residual_scale
+            return np.clip(a, -1.0, 1.0).astype(np.float32)
         if self.allow_short:
             return np.clip(w, -1.0, 1.0).astype(np.float32)
         w = np.maximum(w, 0.0)

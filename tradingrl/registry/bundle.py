@@ -255,8 +255,8 @@ def _portfolio_section(env_config: Mapping[str, Any], env: Mapping[str, Any]) ->
     """A portfolio agent's own manifest entries: its symbols (the order of
     its weights and observation blocks), the action's shorting and gross
     leverage (the portfolio env's defaults when the env section does not set
-    them). The portfolio env's action is the target weights (no residual, no
-    band: :class:`~tradingrl.envs.portfolio.PortfolioTradingEnv`)."""
+    them). The portfolio env has no no-trade band
+    (:class:`~tradingrl.envs.portfolio.PortfolioTradingEnv`)."""
     from tradingrl.data.columns import SYMBOL_PATTERN
     from tradingrl.envs.portfolio import PortfolioTradingEnv, action_size
 
@@ -270,13 +270,14 @@ def _portfolio_section(env_config: Mapping[str, Any], env: Mapping[str, Any]) ->
     defaults = inspect.signature(PortfolioTradingEnv.__init__).parameters
     allow_short = bool(env.get("allow_short", defaults["allow_short"].default))
     leverage = float(env.get("max_gross_leverage", defaults["max_gross_leverage"].default))
-    if env.get("action_mode", "target") != "target" or float(env.get("no_trade_band", 0.0)):
-        raise ValueError("a portfolio agent's action is the target weights (action_mode "
-                         "'target', no_trade_band 0)")
+    if float(env.get("no_trade_band", 0.0)):
+        raise ValueError("a portfolio agent has no no-trade band (no_trade_band 0)")
+    residual = env.get("action_mode", "target") == "residual"
     shape = env_config.get("action_shape")
-    if shape is not None and list(shape) != [action_size(len(symbols), allow_short)]:
+    if shape is not None and list(shape) != [action_size(len(symbols), allow_short, residual)]:
         raise ValueError(f"agent action_shape {shape} does not match {len(symbols)} symbols "
-                         f"({'with' if allow_short else 'without'} shorting)")
+                         f"({'residual' if residual else 'target'} action, "
+                         f"{'with' if allow_short else 'without'} shorting)")
     return {"symbols": list(symbols), "allow_short": allow_short, "max_gross_leverage": leverage}
 
 

@@ -316,9 +316,14 @@ class TradingPolicy:
         has, so the rows are aligned on their timestamps first). Returns the
         rows (one per symbol, the portfolio's order) and ``{"portfolio": obs}``."""
         from tradingrl.envs.arrays import log_returns, rolling_sigma
-        from tradingrl.envs.decision import observation_bound, observation_inputs
+        from tradingrl.envs.decision import (
+            observation_bound,
+            observation_inputs,
+            supervised_signal,
+        )
         from tradingrl.envs.portfolio import (
             allowed_weights,
+            residual_weights,
             weights_from_action,
             write_portfolio_account,
         )
@@ -381,7 +386,14 @@ class TradingPolicy:
                                 observation_bound(self.obs_clip))
 
         action, _ = self.agent.predict(obs, deterministic=True)
-        requested = weights_from_action(action, n, self.allow_short, self.max_gross_leverage)
+        if self.action_rule.residual:
+            up, down = self._signal_columns
+            requested = residual_weights(
+                action, supervised_signal(predictions[:, up], predictions[:, down]),
+                self.action_rule.residual_scale, self.allow_short, self.max_gross_leverage)
+        else:
+            requested = weights_from_action(action, n, self.allow_short,
+                                            self.max_gross_leverage)
         state = RiskState(float(account.peak_equity), bool(account.breaker_active),
                           int(account.bars_since_trip))
         target, binding = requested.copy(), ()
