@@ -32,6 +32,9 @@ from typing import Any
 RUNNER_ENV = "TRADINGRL_TASK_RUNNER"
 # The runner of a stage run without RUNNER_ENV (kind, max_workers: None = one per core).
 DEFAULT_RUNNER = {"kind": "processes", "max_workers": None, "dask_address": None}
+# Seconds a stage waits for the ephemeral Prefect API server it starts (Prefect's default: 20).
+EPHEMERAL_STARTUP_TIMEOUT_S = 120
+EPHEMERAL_TIMEOUT_ENV = "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
 
 
 def runner_from_env() -> Any:
@@ -104,6 +107,10 @@ def map_parallel(fn: Callable[..., Any], calls: Sequence[Mapping[str, Any]], *,
                        for kwargs in calls]
             return [future.result() for future in futures]
     from prefect import flow, task
+    from prefect.settings import (
+        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS,
+        temporary_settings,
+    )
 
     from tradingrl.orchestration import task_runner_from_config
 
@@ -115,4 +122,11 @@ def map_parallel(fn: Callable[..., Any], calls: Sequence[Mapping[str, Any]], *,
         futures = [piece.submit(fn, kwargs) for kwargs in calls]
         return [future.result() for future in futures]
 
-    return run_all()
+    # A stage run by the training flow without a Prefect server starts an
+    # ephemeral one; Prefect waits 20 s for it, which a busy 2-core machine
+    # can exceed (a test saw the stage fail so). A setting of the user's wins.
+    if EPHEMERAL_TIMEOUT_ENV in os.environ:
+        return run_all()
+    with temporary_settings(updates={PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS:
+                                     EPHEMERAL_STARTUP_TIMEOUT_S}):
+        return run_all()
