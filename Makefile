@@ -24,10 +24,10 @@ run: setup
 
 test: setup
 	$(BIN)/ruff check tradingrl tasks flows tests benchmarks
-	PATH=$(BIN):$$PATH pytest -n 2 --durations=15
+	PATH=$(BIN):$$PATH pytest -n 2 --dist worksteal --durations=15
 
 test-fast: setup
-	PATH=$(BIN):$$PATH pytest -n 2 -m "not slow"
+	PATH=$(BIN):$$PATH pytest -n 2 --dist worksteal -m "not slow"
 
 bench: setup
 	PATH=$(BIN):$$PATH python benchmarks/bench_features.py

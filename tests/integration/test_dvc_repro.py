@@ -35,11 +35,30 @@ def sh(args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedPr
     return result
 
 
+def numba_cache_files() -> list[Path]:
+    """The checkout's numba cache of the feature kernels (compiled here first
+    when absent), relative to REPO. Compiling them takes ~50 s of one core;
+    a copy that carries the cache loads it in a second instead. Numba checks
+    each cache entry against its source file's modification time and size,
+    which ``shutil.copy2`` keeps, so a copy never loads a stale kernel: if
+    the source differs, numba compiles it again."""
+    import numpy as np
+
+    from tradingrl.features.fast_features import feature_matrix
+
+    bars = np.linspace(100.0, 110.0, 300)
+    feature_matrix(bars, bars * 1.01, bars * 0.99, bars, np.full(300, 1e6))  # writes the cache
+    return sorted(p.relative_to(REPO) for pattern in ("*.nbi", "*.nbc")
+                  for p in (REPO / "tradingrl").rglob(f"__pycache__/{pattern}"))
+
+
 @pytest.fixture()
 def repo_copy(tmp_path: Path) -> Path:
+    """A git repository holding the checkout's files (tracked and untracked,
+    not ignored), and the numba cache of its feature kernels."""
     files = sh(["git", "ls-files", "-co", "--exclude-standard"], REPO).stdout.split()
     dest = tmp_path / "repo"
-    for name in files:
+    for name in [*files, *map(str, numba_cache_files())]:
         source = REPO / name
         if source.is_file():
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
