@@ -187,7 +187,8 @@ class TradingPolicy:
         account: Mapping[str, AccountState | Mapping[str, Any]] | None = None,
     ) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
         """:meth:`decide`, plus each symbol's observation (float32, the
-        environment's layout) as the agent saw it."""
+        environment's layout) as the agent saw it; a portfolio bundle's one
+        observation is under the key ``"portfolio"``."""
         bars = check_ohlcv(ohlcv)
         if self.kind == "portfolio":
             return self._decide_portfolio(bars, account)
