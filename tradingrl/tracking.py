@@ -102,3 +102,15 @@ def provenance_tags(repo_root: Path, data_path: str) -> dict[str, str]:
         "data_path": data_path,
         "data_dvc_md5": dvc_output_hash(repo_root, data_path) or "untracked",
     }
+
+
+def pinned_requirements(distributions: tuple[str, ...] | list[str]) -> list[str]:
+    """pip requirements pinning the installed version of each distribution,
+    for ``mlflow.<flavor>.log_model(pip_requirements=...)``. Given, MLflow
+    does not infer them: inferring loads the model in a subprocess (~20 s on
+    2 cores per logged model) and still missed stable-baselines3 for the
+    agent. The models' own classes come from the tradingrl package, which a
+    loader needs as well (it is not on PyPI)."""
+    from importlib import metadata
+
+    return [f"{name}=={metadata.version(name)}" for name in distributions]

@@ -159,6 +159,13 @@ def check_pipeline_outputs(repo_copy: Path) -> None:
     trained = [seed["timesteps"] for seed in agent["seeds"]]
     assert loss_steps and loss_steps[-1] <= trained[0]
     assert eval_steps and eval_steps[-1] <= trained[1] and eval_steps == sorted(set(eval_steps))
+    # The agent is logged with pinned requirements, stable-baselines3 among them.
+    script = ("import mlflow; from pathlib import Path; from tradingrl.tracking import tracking_uri;"
+              "mlflow.set_tracking_uri(tracking_uri(Path.cwd()));"
+              "print(Path(mlflow.pyfunc.get_model_dependencies('models:/rl-agent/1'))"
+              ".read_text().split())")
+    requirements = sh([str(BIN / "python"), "-c", script], repo_copy).stdout.strip().splitlines()[-1]
+    assert "'stable-baselines3==" in requirements and "'gymnasium==" in requirements
 
     # Walk-forward evaluation: fold 1 only (fold 0's block trains the first agent).
     metrics = json.loads((repo_copy / "reports/metrics.json").read_text())

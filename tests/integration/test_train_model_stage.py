@@ -6,6 +6,7 @@ interrupted run)."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -95,6 +96,13 @@ def test_registered_version_is_tagged_and_loadable(stage):
     model = mlflow.pyfunc.load_model(f"models:/cnn-lstm/{version.version}")
     x = np.zeros((2, PARAMS["window"], len(json.loads((paths["out_dir"] / "feature_list.json").read_text())["features"])), np.float32)
     assert model.predict(x).shape == (2, 4)
+    # The pinned requirements it was logged with (not inferred: tradingrl/tracking.py).
+    from importlib import metadata
+
+    requirements = Path(mlflow.pyfunc.get_model_dependencies(
+        f"models:/cnn-lstm/{version.version}")).read_text().split()
+    assert f"torch=={metadata.version('torch')}" in requirements
+    assert f"mlflow=={metadata.version('mlflow')}" in requirements
 
 
 def test_optuna_trials_are_nested_runs_and_counted(stage):

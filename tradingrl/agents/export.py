@@ -19,6 +19,9 @@ from typing import Any
 import numpy as np
 from mlflow.pyfunc import PythonModel  # this module is imported by the stage only
 
+# What loading the logged agent takes besides tradingrl (pinned to the installed versions).
+AGENT_DISTRIBUTIONS = ("stable-baselines3", "gymnasium", "torch", "numpy", "mlflow", "cloudpickle")
+
 
 class AgentModel(PythonModel):
     """pyfunc wrapper of an SB3 policy; artifacts: ``agent`` (zip), ``env_config`` (JSON)."""
@@ -63,6 +66,7 @@ def log_and_register_agent(
     from mlflow.models import infer_signature
 
     from tradingrl.agents.training import algorithm_classes
+    from tradingrl.tracking import pinned_requirements
 
     for key in ("algorithm", "observation_size"):
         if key not in env_config:
@@ -79,6 +83,7 @@ def log_and_register_agent(
             artifacts={"agent": str(agent_zip), "env_config": str(config_path)},
             input_example=example, signature=infer_signature(example, actions),
             registered_model_name=name,
+            pip_requirements=pinned_requirements(AGENT_DISTRIBUTIONS),
         )
     version = str(info.registered_model_version)
     client = MlflowClient()

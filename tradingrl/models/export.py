@@ -13,6 +13,8 @@ import torch
 from torch import nn
 
 OUTPUT_COLUMNS = ("logit_down", "logit_flat", "logit_up", "expected_return")
+# What loading the logged model takes besides tradingrl (pinned to the installed versions).
+MODEL_DISTRIBUTIONS = ("torch", "numpy", "mlflow", "cloudpickle")
 
 
 class PackedOutputs(nn.Module):
@@ -37,6 +39,8 @@ def log_and_register(
     from mlflow import MlflowClient
     from mlflow.models import infer_signature
 
+    from tradingrl.tracking import pinned_requirements
+
     packed = PackedOutputs(model).eval()
     with torch.no_grad():
         output = packed(torch.from_numpy(example)).numpy()
@@ -46,6 +50,7 @@ def log_and_register(
         packed, name="cnn_lstm_model", input_example=example,
         signature=infer_signature(example, output), registered_model_name=name,
         serialization_format="pickle",
+        pip_requirements=pinned_requirements(MODEL_DISTRIBUTIONS),
     )
     version = str(info.registered_model_version)
     client = MlflowClient()
