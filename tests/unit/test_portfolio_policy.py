@@ -235,7 +235,9 @@ def test_a_bundle_without_the_symbols_or_with_a_residual_action_is_refused(world
                             ({"env": {**AGENT_PARAMS["env"], "no_trade_band": 0.1}},
                              "no no-trade band"),
                             ({"action_shape": [N_SYMBOLS]}, "action_shape"),
-                            ({"env": RESIDUAL_ENV}, "action_shape")):
+                            ({"env": RESIDUAL_ENV}, "action_shape"),
+                            ({"env": {**AGENT_PARAMS["env"], "allow_short": True}},
+                             "does not pass to the portfolio env")):
         agent_dir = tmp_path / f"agent_{len(list(tmp_path.iterdir()))}"
         shutil.copytree(world.agent_dir, agent_dir)
         (agent_dir / "env_config.json").write_text(json.dumps({**world.env_config, **change}))

@@ -254,8 +254,8 @@ def _agent_section(env_config: Mapping[str, Any], scaler_names: list[str]) -> di
 def _portfolio_section(env_config: Mapping[str, Any], env: Mapping[str, Any]) -> dict[str, Any]:
     """A portfolio agent's own manifest entries: its symbols (the order of
     its weights and observation blocks), the action's shorting and gross
-    leverage (the portfolio env's defaults when the env section does not set
-    them). The portfolio env has no no-trade band
+    leverage (the portfolio env's defaults: train_agent does not pass these
+    keys). The portfolio env has no no-trade band
     (:class:`~tradingrl.envs.portfolio.PortfolioTradingEnv`)."""
     from tradingrl.data.columns import SYMBOL_PATTERN
     from tradingrl.envs.portfolio import PortfolioTradingEnv, action_size
@@ -267,9 +267,15 @@ def _portfolio_section(env_config: Mapping[str, Any], env: Mapping[str, Any]) ->
     bad = [s for s in symbols if not isinstance(s, str) or not re.match(SYMBOL_PATTERN, s)]
     if bad or len(set(symbols)) != len(symbols):
         raise ValueError(f"portfolio symbols must be distinct safe names, got {symbols}")
+    # train_agent builds the env from ENV_PARAM_KEYS only, so the agent traded
+    # with the env's defaults; a key in the env section would claim otherwise.
+    claimed = sorted(k for k in ("allow_short", "max_gross_leverage") if k in env)
+    if claimed:
+        raise ValueError(f"train_agent.env sets {claimed}, which train_agent does not pass to "
+                         "the portfolio env (it trains with the env's defaults)")
     defaults = inspect.signature(PortfolioTradingEnv.__init__).parameters
-    allow_short = bool(env.get("allow_short", defaults["allow_short"].default))
-    leverage = float(env.get("max_gross_leverage", defaults["max_gross_leverage"].default))
+    allow_short = bool(defaults["allow_short"].default)
+    leverage = float(defaults["max_gross_leverage"].default)
     if float(env.get("no_trade_band", 0.0)):
         raise ValueError("a portfolio agent has no no-trade band (no_trade_band 0)")
     residual = env.get("action_mode", "target") == "residual"
