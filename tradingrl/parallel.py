@@ -125,8 +125,7 @@ def map_parallel(fn: Callable[..., Any], calls: Sequence[Mapping[str, Any]], *,
     # A stage run by the training flow without a Prefect server starts an
     # ephemeral one; Prefect waits 20 s for it, which a busy 2-core machine
     # can exceed (a test saw the stage fail so). A setting of the user's wins.
-    if EPHEMERAL_TIMEOUT_ENV in os.environ:
-        return run_all()
-    with temporary_settings(updates={PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS:
-                                     EPHEMERAL_STARTUP_TIMEOUT_S}):
+    wait = ({} if EPHEMERAL_TIMEOUT_ENV in os.environ
+            else {PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS: EPHEMERAL_STARTUP_TIMEOUT_S})
+    with temporary_settings(updates=wait):
         return run_all()

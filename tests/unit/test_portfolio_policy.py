@@ -20,6 +20,7 @@ from test_trading_policy import (
     FEATURES_PARAMS,
     PREDICTIONS,
     RISK_LIMITS,
+    _one_torch_thread,  # noqa: F401 (the autouse fixture, used by name)
     _save_trend_model,
     _window,
 )
@@ -53,16 +54,6 @@ def _markets(world, predictions):
                                  PREDICTIONS)
     return span_markets(table, world.scaler, PREDICTIONS, start=table["timestamp"].min(),
                         end=table["timestamp"].max(), lookback=0)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -349,3 +340,33 @@ def test_an_untrained_residual_portfolio_agent_is_the_supervised_baseline(world)
     books = [rollout_book(block_portfolio_env(markets, _env_kwargs(mode)), act)
              for mode, act in (("residual", lambda obs, env: zero), ("target", supervised))]
     np.testing.assert_allclose(books[0].log_return, books[1].log_return, atol=1e-7)
+
+
+def test_a_portfolio_champion_is_replayed_as_one_book_block_by_block(world):
+    """The promotion gate's champion comparison with a portfolio champion
+    (trained up to a cut): each fold of the challenger's book is matched by
+    the champion's one portfolio book over the same fill bars, starting in
+    cash at the fold's first fill and ending in cash at its last."""
+    from tradingrl.monitoring.reference import build_reference_bundle, champion_comparison
+    from tradingrl.registry.comparison import book_sharpe
+
+    table = world.table
+    sessions = pd.DatetimeIndex(np.sort(table["timestamp"].unique()))
+    early = table[table["timestamp"] <= sessions[int(0.5 * len(sessions))]]
+    champion = build_reference_bundle(
+        world.cnn_dir, world.agent_dirs["residual"], FEATURES_PARAMS,
+        world.root / "champion_residual", bars=world.bars[world.bars["timestamp"]
+                                                          <= early["t1"].max()],
+        features=early, sessions=20)
+    fills = sessions[sessions > early["t1"].max()][:-1]
+    half = len(fills) // 2
+    challenger = np.random.default_rng(0).normal(0.0, 0.01, len(fills))
+    curves = pd.DataFrame({"series": "policy", "timestamp": fills, "log_return": challenger,
+                           "fold": np.where(np.arange(len(fills)) < half, 1, 2)})
+    result = champion_comparison(champion, "1", challenger_env_config=world.env_configs[
+        "residual"], curves=curves, bars=world.bars, features=table, symbols=world.symbols,
+        min_bars=40, bars_per_year=252)
+    assert result.comparable, result.reason
+    assert result.n_bars == len(fills) and result.symbols == world.symbols
+    assert result.challenger_sharpe == book_sharpe(challenger, 252)
+    assert result.champion_sharpe is not None and result.champion_sharpe != 0.0

@@ -94,6 +94,7 @@ from tradingrl.envs.costs import ExecutionCosts, decision_volume
 from tradingrl.envs.decision import (
     ActionRule,
     observation_inputs,
+    risk_columns,
     signal_columns,
     supervised_signal,
 )
@@ -210,6 +211,29 @@ def allowed_weights(risk_fn: PortfolioRiskFn, requested: np.ndarray,
     if gross > max_gross_leverage:
         w *= max_gross_leverage / gross
     return w
+
+
+def model_risk_inputs(predictions: np.ndarray, prediction_names: Sequence[str]
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """The trend model's confidence and expected return per symbol, float64,
+    from the observation's float32 prediction block (``(..., N, P)``; NaN
+    where the markets have no such column): what the risk context reads."""
+    shape = predictions.shape[:-1]
+    return tuple(predictions[..., k].astype(np.float64) if k >= 0 else np.full(shape, np.nan)
+                 for k in risk_columns(prediction_names))
+
+
+def portfolio_risk_context(bar: int, equity: float, peak_equity: float, drawdown: float,
+                           weights: np.ndarray, returns: np.ndarray, sigma: np.ndarray,
+                           confidence: np.ndarray, expected_return: np.ndarray,
+                           symbols: tuple[str, ...], state: dict[str, Any]
+                           ) -> PortfolioRiskContext:
+    """The risk function's context at decision bar ``bar`` (fields and units:
+    :class:`~tradingrl.envs.risk_hook.PortfolioRiskContext`); the environment
+    and the served policy both build it here."""
+    return {"bar": bar, "equity": equity, "peak_equity": peak_equity, "drawdown": drawdown,
+            "weights": weights, "returns": returns, "sigma": sigma, "confidence": confidence,
+            "expected_return": expected_return, "symbols": symbols, "state": state}
 
 
 def write_portfolio_account(obs: np.ndarray, k: int, weights: np.ndarray, cash_fraction: float,
@@ -354,13 +378,8 @@ class PortfolioTradingEnv(TradingEpisode):
             self._signal = supervised_signal(self._preds[:, :, up], self._preds[:, :, down])
         self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(self.n_actions,), dtype=np.float32)
 
-        names = panel.prediction_names
-        nan_column = np.full((n_bars, n), np.nan)
-        self._confidence = (self._preds[:, :, names.index("confidence")].astype(np.float64)
-                            if "confidence" in names else nan_column)
-        self._expected_return = (
-            self._preds[:, :, names.index("expected_return")].astype(np.float64)
-            if "expected_return" in names else nan_column)
+        self._confidence, self._expected_return = model_risk_inputs(self._preds,
+                                                                    panel.prediction_names)
         self._zeros = np.zeros(n)
         self._reset_account(self.first_bar)
 
@@ -518,19 +537,11 @@ class PortfolioTradingEnv(TradingEpisode):
 
     def _risk_context(self, t: int) -> PortfolioRiskContext:
         equity = self._equity
-        return {
-            "bar": t,
-            "equity": equity,
-            "peak_equity": self._peak,
-            "drawdown": self._drawdown,
-            "weights": self._shares * self._close[t] / equity,
-            "returns": self._log_returns[max(0, t - self.risk_lookback + 1):t + 1],
-            "sigma": self.panel.sigma[t],
-            "confidence": self._confidence[t].copy(),
-            "expected_return": self._expected_return[t].copy(),
-            "symbols": self.symbols,
-            "state": self._risk_state,
-        }
+        return portfolio_risk_context(
+            t, equity, self._peak, self._drawdown, self._shares * self._close[t] / equity,
+            self._log_returns[max(0, t - self.risk_lookback + 1):t + 1], self.panel.sigma[t],
+            self._confidence[t].copy(), self._expected_return[t].copy(), self.symbols,
+            self._risk_state)
 
     # ------------------------------------------------------------------ read-only views
     @property

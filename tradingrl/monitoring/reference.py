@@ -142,7 +142,8 @@ def champion_comparison(bundle_dir: str | Path, version: str, *,
             replayed = replay_decisions(policy, challenger_env_config, bars,
                                         table[table["timestamp"] <= last_fill],
                                         start=before[-1], risk_from_config=True)
-            book = (_portfolio_block_book(policy, replayed) if policy.kind == "portfolio"
+            book = (_portfolio_block_book(policy, replayed, before[-1])
+                    if policy.kind == "portfolio"
                     else _block_book(replayed, symbols, block_env(backtest_env(replayed.env))))
         except ValueError as error:  # too little history, other features, other calendars
             return not_comparable(version, f"the champion cannot be replayed on fold {fold}'s "
@@ -156,21 +157,21 @@ def champion_comparison(bundle_dir: str | Path, version: str, *,
                          replay=replay)
 
 
-def _portfolio_block_book(policy: Any, replayed: Any) -> Any:
+def _portfolio_block_book(policy: Any, replayed: Any, start: pd.Timestamp) -> Any:
     """A portfolio champion's book of one block: its agent trading the
-    replay's aligned markets in one portfolio env from the replay's first
-    decision, with the replay's costs and (challenger's) risk layer, the
-    block ending in cash (:func:`~tradingrl.evaluation.books.block_env`), as
-    the evaluation trades a portfolio agent's block."""
+    replay's aligned markets in one portfolio env from its first decision at
+    ``start`` (the replay's), with the replay's costs and (challenger's) risk
+    layer, the block ending in cash (:func:`~tradingrl.evaluation.books.block_env`),
+    as the evaluation trades a portfolio agent's block. The agent is stepped
+    again rather than its replayed weights backtested: the weights' action
+    encoding would round them to float32."""
     from tradingrl.envs.portfolio import PortfolioTradingEnv
     from tradingrl.evaluation.books import block_env
     from tradingrl.evaluation.portfolio_books import policy_act, rollout_book
+    from tradingrl.monitoring.decisions import portfolio_start_bar
 
     markets = [replayed.markets[s] for s in policy.symbols]
-    decided = replayed.rows.dropna(subset=["target"])["timestamp"].min()
-    first = int(np.searchsorted(markets[0].timestamps,
-                                pd.Timestamp(decided).tz_convert("UTC").tz_localize(None)
-                                .to_datetime64()))
+    first = portfolio_start_bar(markets, pd.Timestamp(start), 0)
     env = PortfolioTradingEnv(markets, **{**block_env(replayed.env), "start_bar": first})
     return rollout_book(env, policy_act(policy.agent))
 

@@ -82,13 +82,7 @@ class AccountState:
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> AccountState:
         """From a JSON-like mapping of some of the fields (others default)."""
-        if not isinstance(values, Mapping):
-            raise TypeError(f"an account must be a mapping of fields, got {type(values).__name__}")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown account field(s) {unknown}; known: {sorted(known)}")
-        return cls(**dict(values))
+        return _from_mapping(cls, values, "account")
 
 
 @dataclass(frozen=True)
@@ -148,15 +142,19 @@ class PortfolioAccountState:
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> PortfolioAccountState:
         """From a JSON-like mapping of some of the fields (others default)."""
-        if not isinstance(values, Mapping):
-            raise TypeError(f"a portfolio account must be a mapping of fields, got "
-                            f"{type(values).__name__}")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown portfolio account field(s) {unknown}; known: "
-                             f"{sorted(known)}")
-        return cls(**dict(values))
+        return _from_mapping(cls, values, "portfolio account")
+
+
+def _from_mapping(cls: Any, values: Mapping[str, Any], what: str) -> Any:
+    """``cls(**values)`` for a JSON-like mapping of some of its dataclass
+    fields, unknown names refused with the known ones."""
+    if not isinstance(values, Mapping):
+        raise TypeError(f"{what} must be a mapping of fields, got {type(values).__name__}")
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"unknown {what} field(s) {unknown}; known: {sorted(known)}")
+    return cls(**dict(values))
 
 
 def _first_bad(mask: np.ndarray) -> int:

@@ -324,6 +324,8 @@ class TradingPolicy:
         )
         from tradingrl.envs.portfolio import (
             allowed_weights,
+            model_risk_inputs,
+            portfolio_risk_context,
             residual_weights,
             weights_from_action,
             write_portfolio_account,
@@ -399,20 +401,12 @@ class TradingPolicy:
                           int(account.bars_since_trip))
         target, binding = requested.copy(), ()
         if self.risk_fn is not None:
-            conf, er = self._risk_columns
-            nan = np.full(n, np.nan)
             memory: dict[str, Any] = {"risk_state": state}
-            context = {
-                "bar": len(common) - 1, "equity": account.equity,
-                "peak_equity": account.equity / (1.0 - account.drawdown),
-                "drawdown": account.drawdown, "weights": held,
-                "returns": np.column_stack(returns)[-self.risk_lookback:],
-                "sigma": np.asarray(sigma),
-                "confidence": predictions[:, conf].astype(np.float64) if conf >= 0 else nan,
-                "expected_return": (predictions[:, er].astype(np.float64) if er >= 0
-                                    else nan.copy()),
-                "symbols": self.symbols, "state": memory,
-            }
+            context = portfolio_risk_context(
+                len(common) - 1, account.equity, account.equity / (1.0 - account.drawdown),
+                account.drawdown, held, np.column_stack(returns)[-self.risk_lookback:],
+                np.asarray(sigma), *model_risk_inputs(predictions, self.prediction_columns),
+                self.symbols, memory)
             target = allowed_weights(self.risk_fn, requested, context, self.allow_short,
                                      self.max_gross_leverage)
             state, binding = memory["risk_state"], memory["binding"]
