@@ -58,4 +58,4 @@ serve: setup
 clean:
 	rm -rf data/raw data/validated data/quarantine data/features data/predictions models \
 	    reports/*.json reports/*.html reports/data_docs reports/model_plots reports/plots \
-	    reports/evaluation
+	    reports/evaluation reports/agent_plots

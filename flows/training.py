@@ -38,7 +38,12 @@ from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact
+from prefect.artifacts import (
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
 from prefect.tasks import exponential_backoff
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -96,17 +101,23 @@ def _stage_error(name: str, output: str) -> str:
     return lines[-1] if lines else f"dvc repro of {name} printed nothing"
 
 
-def _dvc_env(task_runner: str | None) -> dict[str, str]:
+def _dvc_env(task_runner: str | None, pipeline_key: str | None = None) -> dict[str, str]:
     """The environment for dvc: this interpreter's bin folder first on PATH,
     so a stage's ``python -m tasks.X`` runs in the same virtualenv; the task
-    runner for the stages' parallel parts (:mod:`tradingrl.parallel`); and
-    this flow's Prefect API, so a stage that runs a Prefect flow of its own
-    (folds on Dask) reports to the same server instead of starting one."""
+    runner for the stages' parallel parts (:mod:`tradingrl.parallel`); the
+    flow run's pipeline key, so every stage's MLflow run nests under one
+    parent run (:func:`tradingrl.tracking.stage_run`); and this flow's
+    Prefect API, so a stage that runs a Prefect flow of its own (folds on
+    Dask) reports to the same server instead of starting one."""
     from prefect.settings import PREFECT_API_URL
 
     from tradingrl.parallel import RUNNER_ENV
+    from tradingrl.tracking import PIPELINE_KEY_ENV
 
     env = dict(os.environ)
+    env.pop(PIPELINE_KEY_ENV, None)
+    if pipeline_key is not None:
+        env[PIPELINE_KEY_ENV] = pipeline_key
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env.pop(RUNNER_ENV, None)
     if task_runner is not None:
@@ -132,17 +143,18 @@ def task_runner_setting(repo_root: Path) -> str | None:
 @task(retries=2, retry_delay_seconds=exponential_backoff(backoff_factor=10),
       task_run_name="{stage}")
 def run_stage(stage: str, repo_root: str, force: bool = False,
-              task_runner: str | None = None) -> StageResult:
+              task_runner: str | None = None, pipeline_key: str | None = None) -> StageResult:
     """``dvc repro --single-item <stage>`` in ``repo_root``: DVC reruns the
     stage only if its dependencies, params or outputs changed (``force``:
-    always). Raises :class:`StageFailed` with the stage's error line."""
+    always). ``pipeline_key``: the MLflow parent run's key (:func:`_dvc_env`).
+    Raises :class:`StageFailed` with the stage's error line."""
     logger = get_run_logger()
     command = [sys.executable, "-m", "dvc", "repro", "--single-item", stage]
     if force:
         command.append("--force")
     start = time.perf_counter()
-    proc = subprocess.run(command, cwd=repo_root, env=_dvc_env(task_runner), capture_output=True,
-                          text=True, check=False)
+    proc = subprocess.run(command, cwd=repo_root, env=_dvc_env(task_runner, pipeline_key),
+                          capture_output=True, text=True, check=False)
     seconds = time.perf_counter() - start
     output = proc.stdout + proc.stderr
     if proc.returncode != 0:
@@ -189,10 +201,14 @@ def _run_link(repo_root: Path, run_id: str | None) -> str:
     return f"`{run_id}` (open with `tradingrl ui`)"
 
 
-def summary_markdown(repo_root: Path, results: list[StageResult]) -> str:
-    """The end-of-flow report: stages, headline metrics, promotion decision."""
+def summary_markdown(repo_root: Path, results: list[StageResult],
+                     parent_run_id: str | None = None) -> str:
+    """The end-of-flow report: stages, headline metrics, promotion decision,
+    and the MLflow parent run the stages' runs are nested under."""
     lines = ["# Training flow", "", "| stage | status | seconds |", "|---|---|---|"]
     lines += [f"| {r.stage} | {r.status} | {r.seconds:.1f} |" for r in results]
+    if parent_run_id is not None:
+        lines += ["", f"MLflow parent run of these stages: {_run_link(repo_root, parent_run_id)}."]
     metrics = _read_json(repo_root / "reports" / "metrics.json")
     if metrics is not None:
         lines += ["", "## Out-of-sample, after costs", "",
@@ -223,17 +239,53 @@ def training_flow(repo_root: str = str(REPO_ROOT), force: bool = False,
     """Run every stage of dvc.yaml in DAG order, each through DVC (see the
     module docstring). ``force``: rerun every stage; ``retries``: attempts
     after a stage's first failure. Returns one record per stage."""
+    from prefect.runtime import flow_run
+
     root = Path(repo_root).resolve()
     stages = pipeline_stages(root)
     task_runner = task_runner_setting(root)
+    key = f"flow:{flow_run.get_id()}"
     get_run_logger().info("pipeline %s: %s (task runner %s)", root, " -> ".join(stages),
                           task_runner or "none: serial")
     runner = run_stage.with_options(retries=retries)
-    results = [runner(stage, str(root), force=force, task_runner=task_runner)
-               for stage in stages]
-    create_markdown_artifact(key="training-summary", markdown=summary_markdown(root, results),
+    progress = create_progress_artifact(0.0, key="training-progress",
+                                        description="Stages finished, percent")
+    results = []
+    for stage in stages:
+        results.append(runner(stage, str(root), force=force, task_runner=task_runner,
+                              pipeline_key=key))
+        update_progress_artifact(progress, 100.0 * len(results) / len(stages),
+                                 description=f"{len(results)} of {len(stages)} stages: {stage} "
+                                             f"{results[-1].status}")
+    parent = parent_run(root, key)
+    create_markdown_artifact(key="training-summary",
+                             markdown=summary_markdown(root, results, parent),
                              description="Stages, out-of-sample metrics, promotion decision")
+    create_table_artifact(key="training-stages", table=[asdict(r) for r in results],
+                          description="Each stage: ran or skipped (DVC's lock), seconds")
+    promotion = _read_json(root / "reports" / "promotion.json")
+    if promotion is not None:
+        create_table_artifact(key="gate-checks", table=[
+            {"check": c["name"], "status": c["status"], "value": c["value"],
+             "threshold": c["threshold"]} for c in promotion["checks"]],
+            description=f"The promotion gate on {promotion['model']} v{promotion['version']}: "
+                        f"{promotion['decision']}")
     return [asdict(r) for r in results]
+
+
+def parent_run(repo_root: Path, key: str) -> str | None:
+    """The MLflow parent run of the pipeline execution ``key`` (the stages'
+    runs are nested under it), or None when no stage made an MLflow run (every
+    stage was skipped)."""
+    from mlflow.tracking import MlflowClient
+
+    from tradingrl.tracking import PIPELINE_KEY_TAG, tracking_uri
+
+    client = MlflowClient(tracking_uri=tracking_uri(repo_root))
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    runs = client.search_runs(experiments, f"tags.`{PIPELINE_KEY_TAG}` = '{key}'",
+                              max_results=1) if experiments else []
+    return runs[0].info.run_id if runs else None
 
 
 if __name__ == "__main__":

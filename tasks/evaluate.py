@@ -26,11 +26,14 @@ from typing import Any
 
 import pandas as pd
 
+from tradingrl import headline
 from tradingrl.params import flat_params, load_params
 from tradingrl.resume import code_hash, file_md5, fingerprint, finish_resumable, prepare_resumable
 from tradingrl.stage import run_stage, write_json
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# The DVC outputs this stage reads, logged as the run's MLflow datasets.
+DATA_INPUTS = ["data/validated", "data/features", "data/predictions"]
 
 
 def main(params: dict[str, Any] | None = None, agent_params: dict[str, Any] | None = None,
@@ -57,7 +60,13 @@ def main(params: dict[str, Any] | None = None, agent_params: dict[str, Any] | No
     from tradingrl.parallel import runner_from_env
     from tradingrl.registry.provenance import evaluation_inputs
     from tradingrl.splits.walk_forward import Fold
-    from tradingrl.tracking import provenance_tags, use_experiment
+    from tradingrl.tracking import (
+        log_data_inputs,
+        log_to_parent,
+        provenance_tags,
+        stage_run,
+        use_experiment,
+    )
 
     params_file = repo_root / "params.yaml"
     params = params if params is not None else load_params("evaluate", params_file)
@@ -134,8 +143,9 @@ def main(params: dict[str, Any] | None = None, agent_params: dict[str, Any] | No
     tags = {**provenance_tags(repo_root, "data/predictions"),
             **trial_tags(family, configuration, counted["this_run"],
                          counted["trial_sharpes"][:len(settings.seeds)])}
-    with mlflow.start_run(run_name="evaluate", tags=tags) as run:
+    with stage_run(repo_root, experiment_id, "evaluate", tags) as run:
         mlflow.log_params(flat_params({"evaluate": params}))
+        log_data_inputs(repo_root, DATA_INPUTS, "evaluation")
         flat = {f"policy.{k}": v for k, v in evaluation["policy"]["overall"].items()
                 if isinstance(v, int | float)}
         flat.update({f"baseline.{n}.sharpe": b["overall"]["sharpe"]
@@ -148,8 +158,10 @@ def main(params: dict[str, Any] | None = None, agent_params: dict[str, Any] | No
         mlflow.log_artifact(str(reports / "metrics.json"))
         mlflow.log_artifact(str(reports / "evaluation.html"))
         mlflow.log_artifacts(str(reports / "plots"), "plots")
+        log_to_parent(headline.evaluate(evaluation), "evaluate")
         evaluation["mlflow_run_id"] = run.info.run_id
     write_json(reports / "metrics.json", evaluation)
+    headline.write(repo_root, "evaluate", evaluation)
     finish_resumable(runs_root)
 
     overall, best_name = evaluation["policy"]["overall"], evaluation["best_baseline"]

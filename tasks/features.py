@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from tradingrl import headline
 from tradingrl.features.build import build_feature_table
 from tradingrl.features.contract import feature_schema
 from tradingrl.features.labels import LabelSpec
@@ -31,6 +32,7 @@ def main(
     table.to_parquet(out_dir / "features.parquet", index=False)
     write_json(out_dir / "feature_list.json", {"features": report["features"]})
     write_json(report_path, report)
+    headline.write(report_path.parent.parent, "features", report)  # <root>/metrics/
     print(f"features: {report['rows_out']} rows x {report['n_features']} features")
 
 

@@ -27,6 +27,7 @@ from typing import Any
 
 import pandas as pd
 
+from tradingrl import headline
 from tradingrl.params import load_params
 from tradingrl.resume import code_hash, file_md5, fingerprint, finish_resumable, prepare_resumable
 from tradingrl.stage import run_stage, write_json
@@ -64,6 +65,7 @@ def main(params: dict[str, Any] | None = None, repo_root: Path = REPO_ROOT) -> d
               "calibration": calibration,
               "calibration_failed": [c["fold"] for c in calibration if c["failed"]]}
     write_json(repo_root / "reports" / "oof_metrics.json", report)
+    headline.write(repo_root, "predict_oof", report)
     finish_resumable(checkpoint_root)
     net = report["metrics"]
     temperatures = "; ".join(f"fold {c['fold']} T {', '.join(f'{t:.2f}' for t in c['temperatures'])}"

@@ -33,10 +33,13 @@ from typing import Any
 
 import pandas as pd
 
+from tradingrl import headline
 from tradingrl.params import load_params
 from tradingrl.stage import run_stage, write_json
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# The DVC outputs this stage reads, logged as the run's MLflow datasets.
+DATA_INPUTS = ["data/validated", "data/features", "data/predictions"]
 
 
 def main(params: dict[str, Any] | None = None, features_params: dict[str, Any] | None = None,
@@ -53,7 +56,13 @@ def main(params: dict[str, Any] | None = None, features_params: dict[str, Any] |
     from tradingrl.registry.gate import NOT_COMPARABLE, GateThresholds
     from tradingrl.registry.promotion import promote
     from tradingrl.registry.provenance import FEATURES_FILE, VALIDATED_FILE, check_provenance
-    from tradingrl.tracking import provenance_tags, use_experiment
+    from tradingrl.tracking import (
+        log_data_inputs,
+        log_to_parent,
+        provenance_tags,
+        stage_run,
+        use_experiment,
+    )
 
     path = repo_root / "params.yaml"
     params = params if params is not None else load_params("promote", path)
@@ -94,14 +103,16 @@ def main(params: dict[str, Any] | None = None, features_params: dict[str, Any] |
             min_bars=thresholds.min_comparable_bars,
             bars_per_year=int(config.get("bars_per_year", 252)))
 
-    use_experiment(repo_root, params["experiment"])
+    experiment_id = use_experiment(repo_root, params["experiment"])
     tags = provenance_tags(repo_root, "data/predictions")
-    with mlflow.start_run(run_name="promote", tags=tags):
+    with stage_run(repo_root, experiment_id, "promote", tags):
+        log_data_inputs(repo_root, DATA_INPUTS, "evaluation")
         result = promote(bundle, bars, evaluation=evaluation, thresholds=thresholds, tags=tags,
                          decided_by=getpass.getuser(), data_files=data_files, compare=compare,
                          consistency=consistency)
         record = result.record
         write_json(reports / "promotion.json", record)
+        log_to_parent(headline.write(repo_root, "promote", record), "promote")
         mlflow.log_artifact(str(reports / "promotion.json"))
         # The report marks a check that compared nothing "n/a", not "passed".
         shown = {**record, "checks": [{**c, "passed": None} if c["status"] == NOT_COMPARABLE

@@ -26,12 +26,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from tradingrl import headline
 from tradingrl.params import flat_params, load_params
 from tradingrl.registry.champion import AGENT_MODEL
 from tradingrl.resume import code_hash, file_md5, fingerprint, finish_resumable, prepare_resumable
 from tradingrl.stage import run_stage, write_json
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# The DVC outputs this stage reads, logged as the run's MLflow datasets.
+DATA_INPUTS = ["data/validated", "data/features", "data/predictions"]
 CURVE_FILE = "training_log.jsonl"
 
 
@@ -40,14 +43,21 @@ def main(params: dict[str, Any] | None = None, repo_root: Path = REPO_ROOT) -> d
     import mlflow
     import torch
 
-    from tradingrl.agents.curves import file_logger, log_curve_file
+    from tradingrl.agents.curves import file_logger, log_curve_file, write_curve_plots
     from tradingrl.agents.data import build_agent_table
     from tradingrl.agents.export import log_and_register_agent
     from tradingrl.agents.run import env_kwargs_from_params, train_hybrid_agent, write_agent_dir
     from tradingrl.agents.search import AgentSearchSettings
     from tradingrl.agents.training import AgentSettings, seed_dir
     from tradingrl.parallel import runner_from_env
-    from tradingrl.tracking import provenance_tags, tracking_uri, use_experiment
+    from tradingrl.tracking import (
+        log_data_inputs,
+        log_to_parent,
+        provenance_tags,
+        stage_run,
+        tracking_uri,
+        use_experiment,
+    )
 
     params = params if params is not None else load_params("train_agent",
                                                            repo_root / "params.yaml")
@@ -69,8 +79,9 @@ def main(params: dict[str, Any] | None = None, repo_root: Path = REPO_ROOT) -> d
 
     tags = provenance_tags(repo_root, "data/predictions")
     experiment_id = use_experiment(repo_root, params["experiment"])
-    with mlflow.start_run(run_name="train_agent", tags=tags) as run:
+    with stage_run(repo_root, experiment_id, "train_agent", tags) as run:
         mlflow.log_params(flat_params({"train_agent": params}))
+        log_data_inputs(repo_root, DATA_INPUTS, "training")
         trained = train_hybrid_agent(
             table, settings, env_kwargs, feature_names=feature_names,
             prediction_names=prediction_names, val_fraction=params["val_fraction"],
@@ -91,6 +102,8 @@ def main(params: dict[str, Any] | None = None, repo_root: Path = REPO_ROOT) -> d
                              "timesteps": agent.timesteps,
                              "resumed_from": str(agent.resumed_from) if agent.resumed_from else None,
                              "reused": agent.reused})
+        write_curve_plots({a.seed: seed_dir(runs_dir, a.seed) / CURVE_FILE for a in results.agents},
+                          repo_root / "reports" / "agent_plots")
         env_config = {
             "algorithm": settings.algorithm, "env_kind": settings.env,
             "observation_size": trained.observation_size, "action_shape": trained.action_shape,
@@ -126,6 +139,7 @@ def main(params: dict[str, Any] | None = None, repo_root: Path = REPO_ROOT) -> d
                                          "n_trials": str(results.n_trials)})
         report["registered"] = {"name": AGENT_MODEL, "version": version}
         write_json(repo_root / "reports" / "agent_metrics.json", report)
+        log_to_parent(headline.write(repo_root, "train_agent", report), "train_agent")
         mlflow.log_artifact(str(repo_root / "reports" / "agent_metrics.json"))
     finish_resumable(runs_dir)
 

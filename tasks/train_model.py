@@ -28,6 +28,7 @@ from typing import Any
 
 import pandas as pd
 
+from tradingrl import headline
 from tradingrl.models.fit import TrainSettings
 from tradingrl.models.search import MlflowTrialLogger, SearchSettings, drop_study
 from tradingrl.params import flat_params, load_params
@@ -40,7 +41,15 @@ from tradingrl.resume import (
     prepare_resumable,
 )
 from tradingrl.stage import run_stage, write_json
-from tradingrl.tracking import provenance_tags, tracking_uri, use_experiment, workspace_root
+from tradingrl.tracking import (
+    log_data_inputs,
+    log_to_parent,
+    provenance_tags,
+    stage_run,
+    tracking_uri,
+    use_experiment,
+    workspace_root,
+)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -112,8 +121,9 @@ def main(params: dict[str, Any] | None = None, repo_root: Path = REPO_ROOT,
         print(f"train_model: Optuna search with {workers} workers on task runner dask")
     uri = tracking_uri(repo_root)
     experiment_id = use_experiment(repo_root, params["experiment"])
-    with mlflow.start_run(run_name="train_model", tags=tags) as run:
+    with stage_run(repo_root, experiment_id, "train_model", tags) as run:
         mlflow.log_params(flat_params({"train_model": params}))
+        log_data_inputs(repo_root, ["data/features", "data/validated"], "training")
         trained = train_trend_model(
             frame, feature_names, settings, search, search_frame=search_frame,
             first_block_start=first.test_start, checkpoint_root=checkpoint_root, run_key=run_key,
@@ -159,6 +169,7 @@ def main(params: dict[str, Any] | None = None, repo_root: Path = REPO_ROOT,
                                        "calibration_failed": str(trained.calibration["failed"])})
         report["registered"] = {"name": TREND_MODEL, "version": version}
         write_json(reports / "model_metrics.json", report)
+        log_to_parent(headline.write(repo_root, "train_model", report), "train_model")
         mlflow.log_artifact(str(reports / "model_metrics.json"))
     finish_resumable(checkpoint_root)
 

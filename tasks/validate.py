@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from tradingrl import headline
 from tradingrl.data.errors import ContractError
 from tradingrl.data.validation import ValidationThresholds, validate_ohlcv, write_validation
 from tradingrl.params import load_params
@@ -32,6 +33,7 @@ def main(
         quarantine_path=quarantine_dir / "quarantine.parquet",
         report_path=reports_dir / "validation.json",
     )
+    headline.write(reports_dir.parent, "validate", result.report)  # <root>/metrics/
     r = result.report
     print(f"validate: {r['rows_in']} in = {r['rows_valid']} valid + {r['rows_quarantined']} quarantined")
     for line in result.warning_lines():  # kept rows worth a look (probable splits, gaps...)

@@ -269,6 +269,9 @@ def ui(
     ]
     shown = f"[{host}]" if ":" in host else host
     typer.echo(f"MLflow UI: http://{shown}:{port}  (store {store}, artifacts {artifacts})")
+    # MLflow 3.17's UI opens in its GenAI mode (traces, token usage) until a
+    # person switches to "Model training"; this link opens the runs directly.
+    typer.echo(f"training runs: http://{shown}:{port}/#/experiments?workflowType=machine_learning")
     # MLflow's job runner (worker processes for its GenAI jobs, unused here)
     # stays off unless MLFLOW_SERVER_ENABLE_JOB_EXECUTION is set.
     env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ}

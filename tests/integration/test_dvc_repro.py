@@ -194,6 +194,7 @@ def check_pipeline_outputs(repo_copy: Path) -> None:
                                         else [])
     assert aliases == str(sorted(expected))
     assert "Promotion: " + decision["decision"] in (repo_copy / "reports/promotion.html").read_text()
+    check_what_people_see(repo_copy, metrics, decision)
 
     # In-process decisions from a CSV window, with the bundle the promote stage built.
     bars = pd.read_parquet(repo_copy / "data/validated/ohlcv.parquet")
@@ -205,6 +206,52 @@ def check_pipeline_outputs(repo_copy: Path) -> None:
     assert len(decisions) == 1 and -1.0 <= decisions["target"].item() <= 1.0
     assert decisions["symbol"].item() in printed.stdout
 
+
+
+def check_what_people_see(repo_copy: Path, metrics: dict, decision: dict) -> None:
+    """`dvc metrics show`, `dvc plots show` and the MLflow UI's data after a
+    whole run: a narrow metrics table with the reports' own values, every
+    declared plot rendered, the experiment marked for model training, each
+    run's input data named by its DVC hash, a readable version description."""
+    shown = json.loads(sh(["dvc", "metrics", "show", "--json"], repo_copy).stdout)
+    files = shown[0]["data"]["metrics"] if isinstance(shown, list) else shown[""]["data"]
+    values = {path: entry["data"] for path, entry in files.items()}
+    assert sorted(values) == [f"metrics/{s}.json" for s in (
+        "evaluate", "features", "predict_oof", "promote", "train_agent", "train_model", "validate")]
+    assert len(set().union(*values.values())) <= 20
+    assert values["metrics/evaluate.json"]["sharpe"] == metrics["policy"]["overall"]["sharpe"]
+    assert values["metrics/evaluate.json"]["dsr"] == metrics["policy"]["dsr"]["dsr"]
+    assert values["metrics/promote.json"] == {"decision": decision["decision"],
+                                              "version": decision["version"]}
+    plots = json.loads(sh(["dvc", "plots", "show", "--json"], repo_copy).stdout)
+    assert not plots.get("errors"), plots.get("errors")
+    assert {"equity", "drawdown", "validation_reward", "training_reward", "turnover_per_step",
+            "reports/model_plots/calibration.png"} <= set(plots["data"])
+    curve = pd.read_csv(repo_copy / "reports/agent_plots/validation_reward.csv")
+    assert len(curve) >= 2 and (curve["seeds_min"] <= curve["seeds_max"]).all()
+
+    lock = yaml.safe_load((repo_copy / "dvc.lock").read_text())["stages"]
+    md5 = {o["path"]: o["md5"] for stage in lock.values() for o in stage.get("outs", [])}
+    script = f"""
+import json, mlflow
+from pathlib import Path
+from tradingrl.tracking import tracking_uri
+c = mlflow.MlflowClient(tracking_uri(Path.cwd()))
+experiment = c.get_experiment_by_name("tradingrl")
+runs = c.search_runs([experiment.experiment_id], "tags.`tradingrl.stage` = 'train_model'")
+print(json.dumps({{"kind": experiment.tags.get("mlflow.experimentKind"),
+                  "inputs": {{d.dataset.name: [d.dataset.digest, [t.value for t in d.tags]]
+                             for d in runs[0].inputs.dataset_inputs}},
+                  "description": c.get_model_version("trading-policy",
+                                                     "{decision['version']}").description}}))
+"""
+    seen = json.loads(sh([str(BIN / "python"), "-c", script], repo_copy).stdout.strip()
+                      .splitlines()[-1])
+    assert seen["kind"] == "custom_model_development"
+    assert seen["inputs"] == {"data/features": [md5["data/features"], ["training"]],
+                              "data/validated": [md5["data/validated"], ["training"]]}
+    assert seen["description"].startswith(f"**Gate: {decision['decision']}**")
+    assert "| dsr |" in seen["description"] and "Evaluation run: [" in seen["description"]
 
 
 def test_repro_from_csv_quarantines_a_bad_row(repo_copy: Path):

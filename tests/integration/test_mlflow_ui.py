@@ -88,8 +88,9 @@ def test_tradingrl_ui_serves_the_checkouts_store(tmp_path: Path,
             if time.monotonic() > deadline or server.poll() is not None:
                 pytest.fail(f"no answer from {base}/health in 60 s: {log.read_text()[-2000:]}")
             time.sleep(0.5)
-        assert log.read_text().splitlines()[0] == (
-            f"MLflow UI: {base}  (store {store}, artifacts {artifact_root(store)})")
+        assert log.read_text().splitlines()[:2] == [
+            f"MLflow UI: {base}  (store {store}, artifacts {artifact_root(store)})",
+            f"training runs: {base}/#/experiments?workflowType=machine_learning"]
         status, page = _get(f"{base}/")  # the browser UI itself
         assert status == 200 and page.lower().startswith(b"<!doctype html>")
         if Path("/proc/net/tcp").exists():

@@ -31,6 +31,7 @@ from test_dvc_repro import (  # repo_copy is the fixture, used by name
     sh,
 )
 
+from tests.browser import NO_CHROMIUM, chromium, dump_dom, visible_text
 from tests.processes import free_port, stop_group
 from tradingrl.parallel import RUNNER_ENV
 
@@ -180,10 +181,13 @@ def test_training_flow_end_to_end_over_an_mlflow_server(repo_copy: Path, mlflow_
                 logs = await prefect.read_logs(
                     log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])))
                 artifacts = await prefect.read_artifacts(
-                    artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["training-summary"])))
-            return [log.message for log in logs], "\n".join(str(a.data) for a in artifacts)
+                    artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[
+                        "training-summary", "training-stages", "gate-checks",
+                        "training-progress"])))
+            return [log.message for log in logs], {a.key: a.data for a in artifacts}
 
-        prefect_logs, markdown = asyncio.run(recorded(first.state_details.flow_run_id))
+        prefect_logs, artifacts = asyncio.run(recorded(first.state_details.flow_run_id))
+        markdown = str(artifacts["training-summary"])
     assert any("train_agent ran" in message for message in prefect_logs)
     assert any("train_model skipped" in message for message in prefect_logs)
 
@@ -199,6 +203,31 @@ def test_training_flow_end_to_end_over_an_mlflow_server(repo_copy: Path, mlflow_
         assert client.get_model_version_by_alias("trading-policy", "champion").version == "1"
     assert f"**{decision['decision']}**" in markdown and "| policy |" in markdown
     assert decision["mlflow_run_id"] in markdown
+    assert json.loads(artifacts["training-stages"])[-1]["stage"] == "promote"
+    assert [c["check"] for c in json.loads(artifacts["gate-checks"])] == [
+        c["name"] for c in decision["checks"]]
+    # One MLflow parent run per flow run, the stages that ran nested under it,
+    # carrying the headline; the killed flow run's parent holds train_model.
+    flow_key = f"flow:{first.state_details.flow_run_id}"
+    experiment = client.get_experiment_by_name("tradingrl").experiment_id
+    parent, = client.search_runs([experiment], f"tags.`tradingrl.pipeline_key` = '{flow_key}'")
+    children = client.search_runs(
+        [experiment], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+    assert sorted(r.data.tags["tradingrl.stage"] for r in children) == [
+        "evaluate", "promote", "train_agent"]
+    version = parent.data.tags["data_version"]
+    assert parent.info.run_name == f"pipeline @ data {version}" and len(version) == 8
+    assert all(r.info.run_name.endswith(f" @ data {version}") for r in children)
+    assert parent.info.status == "FINISHED" and parent.info.run_id in markdown
+    metrics = json.loads((repo_copy / "reports/metrics.json").read_text())
+    assert parent.data.metrics["evaluate.sharpe"] == metrics["policy"]["overall"]["sharpe"]
+    assert parent.data.tags["promote.decision"] == decision["decision"]
+    killed_parent, = client.search_runs(
+        [experiment], f"tags.`tradingrl.pipeline` = 'flow' and "
+                      f"tags.`tradingrl.pipeline_key` != '{flow_key}'")
+    assert [r.data.tags["tradingrl.stage"] for r in client.search_runs(
+        [experiment], f"tags.`mlflow.parentRunId` = '{killed_parent.info.run_id}' and "
+                      "tags.`tradingrl.stage` = 'train_model'")] == ["train_model"]
     assert any((repo_copy / "mlartifacts").rglob("MLmodel"))  # written through the server
 
     # No secret anywhere: MLflow's runs, registry, artifacts, store; Prefect's logs.
@@ -228,6 +257,48 @@ def test_training_flow_end_to_end_over_an_mlflow_server(repo_copy: Path, mlflow_
     in_order = json.loads((repo_copy / "reports/metrics.json").read_text())
     on_dask.pop("mlflow_run_id"), in_order.pop("mlflow_run_id")
     assert on_dask == in_order
+
+    # An experiment as a user runs one after committing a run: a promote
+    # threshold changed (so only promote reruns), then compared with the
+    # commit in `dvc exp show` and `dvc plots diff`.
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    sh([*git, "add", "-A"], repo_copy)
+    sh([*git, "commit", "-qm", "run"], repo_copy)
+    ran = sh(["dvc", "exp", "run", "-n", "lower-dd", "-S", "promote.gate.max_drawdown=0.2"],
+             repo_copy)
+    assert "Running stage 'promote'" in ran.stdout and "Running stage 'evaluate'" not in ran.stdout
+    shown = json.loads(sh(["dvc", "exp", "show", "--json"], repo_copy).stdout)
+    rows = {(e["name"] or e["rev"]): e["data"] for e in shown if e["rev"] != "workspace"}
+    rows.update({x["name"]: x["revs"][0]["data"] for e in shown for x in e.get("experiments") or []})
+    assert {"lower-dd"} < set(rows)
+    for name, data in rows.items():
+        gate = data["params"]["params.yaml"]["data"]["promote"]["gate"]
+        assert gate["max_drawdown"] == (0.2 if name == "lower-dd" else 0.25)
+        shown_decision = data["metrics"]["metrics/promote.json"]["data"]
+        assert shown_decision["decision"] in {"promoted", "refused"}
+    assert rows["lower-dd"]["metrics"]["metrics/evaluate.json"]["data"]["sharpe"] == (
+        in_order["policy"]["overall"]["sharpe"])
+    diff = json.loads(sh(["dvc", "plots", "diff", "HEAD", "lower-dd", "--json"], repo_copy).stdout)
+    assert not diff.get("errors"), diff.get("errors")
+    equity = diff["data"]["equity"][0]["content"]["data"]["values"]
+    assert {row["rev"] for row in equity} == {"HEAD", "lower-dd"}
+
+    # What a person sees in the MLflow UI (the server's own pages, rendered):
+    # the model's aliases, and the flow run's parent run listing its stages.
+    binary = chromium()
+    if binary is None:
+        pytest.skip(f"everything but the MLflow UI pages passed; {NO_CHROMIUM}")
+    models = visible_text(dump_dom(binary, f"{mlflow_server}/#/models/trading-policy",
+                                   repo_copy.parent / "chromium"))
+    assert "trading-policy" in models and "@\xa0challenger" in models
+    assert ("@\xa0champion" in models) == (decision["decision"] == "promoted")
+    page = visible_text(dump_dom(
+        binary, f"{mlflow_server}/#/experiments/{experiment}/runs/{parent.info.run_id}"
+                "?workflowType=machine_learning", repo_copy.parent / "chromium"))
+    assert f"pipeline @ data {version}" in page and "evaluate.sharpe" in page
+    listed = page[page.index("Child runs") + 1:]
+    assert {f"{stage} @ data {version}" for stage in ("train_agent", "evaluate", "promote")} <= set(
+        listed[:6])
 
 
 def test_a_failing_stage_fails_the_flow_with_its_own_message(repo_copy: Path):  # noqa: F811

@@ -97,3 +97,28 @@ def test_a_portfolio_agent_logs_its_trading_curves_summed_over_symbols(tmp_path:
     assert logged["p/trade/cost_per_step"] > 0.0
     # An untrained long-only portfolio holds about N / (N + 1) of equity in stock.
     assert 0.3 < logged["p/trade/mean_abs_position"] <= 1.0 + 1e-6
+
+
+def test_the_curve_plots_hold_the_seeds_spread_per_step(tmp_path: Path) -> None:
+    import pandas as pd
+
+    from tradingrl.agents.curves import write_curve_plots
+
+    first, second = tmp_path / "s0.jsonl", tmp_path / "s1.jsonl"
+    first.write_text('{"step": 256, "values": {"eval/mean_reward": 0.5, "train/loss": 1.0}}\n'
+                     '{"step": 512, "values": {"eval/mean_reward": 0.25}}\n'
+                     '{"step": 512, "values": {"eval/mean_reward": 0.75}}\n')  # resumed: last wins
+    # Seed 1 stopped after one validation and never logged a trading record.
+    second.write_text('{"step": 256, "values": {"eval/mean_reward": -0.5}}\n')
+    written = write_curve_plots({1: second, 0: first}, tmp_path / "plots")
+    assert [p.name for p in written] == ["validation_reward.csv", "training_reward.csv",
+                                         "turnover_per_step.csv"]
+    validation = pd.read_csv(tmp_path / "plots" / "validation_reward.csv")
+    assert list(validation.columns) == ["step", "seeds_mean", "seeds_min", "seeds_max"]
+    assert validation["step"].tolist() == [256, 512]
+    assert validation["seeds_mean"].tolist() == [0.0, 0.75]  # step 512: seed 0 alone
+    assert validation["seeds_min"].tolist() == [-0.5, 0.75]
+    assert validation["seeds_max"].tolist() == [0.5, 0.75]
+    turnover = pd.read_csv(tmp_path / "plots" / "turnover_per_step.csv")
+    assert list(turnover.columns) == ["step", "seeds_mean", "seeds_min", "seeds_max"]
+    assert turnover.empty

@@ -12,14 +12,13 @@ from __future__ import annotations
 import copy
 import math
 import re
-import shutil
-import subprocess
 from html.parser import HTMLParser
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from tests.browser import NO_CHROMIUM, chromium, dump_dom
 from tradingrl.evaluation import deflated_sharpe_ratio, performance_summary
 from tradingrl.evaluation.report import (
     CHART_IDS,
@@ -339,9 +338,6 @@ def test_bad_input_is_a_clear_error(change, error, message):
 
 
 # -------------------------------------------------------------------- browser
-CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")
-
-
 HTML_VOID = frozenset({"area", "base", "br", "col", "embed", "hr", "img", "input", "link",
                        "meta", "source", "track", "wbr"})
 
@@ -382,22 +378,15 @@ class _ChartTraces(HTMLParser):
 
 @pytest.mark.browser
 def test_report_renders_every_chart_in_headless_chromium(tmp_path, report_inputs):
-    binary = next((path for name in CHROMIUM_NAMES if (path := shutil.which(name))), None)
+    binary = chromium()
     if binary is None:
-        pytest.skip("no chromium binary: install Debian's chromium package (.ci/run does)")
+        pytest.skip(NO_CHROMIUM)
     evaluation, curves = report_inputs
     path = write_evaluation_report(evaluation, curves, tmp_path / "evaluation.html")
-    # Every http(s) request goes to a closed port: the charts can only render
-    # from what the file itself carries.
-    done = subprocess.run(
-        [binary, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-         "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
-         "--proxy-server=127.0.0.1:9", "--virtual-time-budget=10000", "--dump-dom",
-         path.as_uri()],
-        capture_output=True, text=True, timeout=60, check=False)
-    assert done.returncode == 0, done.stderr[-2000:]
+    # Offline: the charts can only render from what the file itself carries.
+    dom = dump_dom(binary, path.as_uri(), tmp_path / "profile", offline=True, budget_ms=10000)
     parser = _ChartTraces()
-    parser.feed(done.stdout)
+    parser.feed(dom)
     figures = build_figures(evaluation, curves)
     assert sorted(parser.charts) == sorted(f"chart-{c}" for c in CHART_IDS)
     for chart, fig in figures.items():
@@ -409,4 +398,4 @@ def test_report_renders_every_chart_in_headless_chromium(tmp_path, report_inputs
                 assert any("V" in d and "H" in d for d in paths), (chart, trace.name)
             elif np.isfinite(np.asarray(trace.y, dtype=float)).sum() >= 2:
                 assert any(d.startswith("M") and "L" in d for d in paths), (chart, trace.name)
-    assert "fold 4" in done.stdout  # fold annotations drawn as SVG text
+    assert "fold 4" in dom  # fold annotations drawn as SVG text

@@ -422,7 +422,7 @@ def test_promote_registers_gates_and_moves_the_champion_alias_last(policy_pieces
     assert second["decision"] == "refused" and second["version"] == "2"
     assert second["champion"] == "1"  # the champion stays
     assert second["previous_champion"] == {"version": "1", "sharpe": 1.4,
-                                           "folds_key": folds_key(EVALUATION)}
+                                           "folds_key": folds_key(EVALUATION), "set_by": "gate"}
     assert [c["name"] for c in second["checks"] if not c["passed"]] == ["dsr"]
     beats = second["checks"][-1]
     assert beats["name"] == "beats_champion" and beats["status"] == NOT_COMPARABLE
@@ -437,6 +437,19 @@ def test_promote_registers_gates_and_moves_the_champion_alias_last(policy_pieces
     assert tags["gate.beats_champion"] == NOT_COMPARABLE
     assert (tags["git_commit"], tags["run_id"], tags["n_trials"]) == ("abc", second_run, "3")
     assert tags["evaluation_run_id"] == "evaluation-run"
+    # What a person reads on the version's page in the MLflow UI.
+    experiment = client.get_run(second_run).info.experiment_id
+    description = client.get_model_version(POLICY_MODEL, "2").description
+    assert description.startswith("**Gate: refused**, by tester at ")
+    assert "| dsr | failed | 0.5 | 0.95 |" in description
+    assert "| max_drawdown | passed |" in description
+    assert f"Promote run: [{second_run[:8]}](#/experiments/{experiment}/runs/{second_run})" \
+        in description
+    assert "Evaluation run: evaluation-run (not in this store)" in description
+    assert "Sharpe 1.4 against the best baseline" in description
+    assert client.get_model_version(POLICY_MODEL, "1").description.startswith(
+        "**Gate: promoted**")
+    assert client.get_registered_model(POLICY_MODEL).tags["gate.champion"] == "1"
     run_tags = client.get_run(second_run).data.tags
     assert run_tags["gate.decision"] == "refused" and run_tags["gate.version"] == "2"
     metrics = client.get_run(second_run).data.metrics
@@ -478,6 +491,16 @@ def test_promote_compares_with_a_champion_replayed_on_the_bars_after_its_trainin
         comparison["champion_sharpe"])
     aliases = MlflowClient(registry).get_registered_model(POLICY_MODEL).aliases
     assert aliases == {CHAMPION: 3, CHALLENGER: 3}
+    assert won["previous_champion"]["set_by"] == "gate"
+    # A person moves the champion back to v1 (the UI calls the same API): the
+    # next decision says the champion it compared with was not the gate's.
+    MlflowClient(registry).set_registered_model_alias(POLICY_MODEL, CHAMPION, "1")
+    _, after = _promote(policy_pieces, policy_pieces.bundle, evaluation,
+                        _compare(policy_pieces, _curves(policy_pieces, -50.0)))
+    previous = after["previous_champion"]
+    assert (previous["version"], previous["set_by"], previous["gate_champion"]) == ("1", "hand", "3")
+    assert "records neither who moves an alias nor when" in previous["set_by_detail"]
+    assert after["champion_comparison"]["version"] == "1" and after["champion"] == "1"
 
 
 def test_promote_refuses_an_agent_trained_on_other_predictions(policy_pieces, registry,

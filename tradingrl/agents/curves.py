@@ -91,16 +91,58 @@ def log_curve_file(path: str | Path, run_id: str, *, prefix: str = "",
     posted (0 for a missing file)."""
     import mlflow
 
+    steps = read_curve_file(path)
+    _log_batch(mlflow.MlflowClient(tracking_uri), run_id, prefix, steps)
+    return len(steps)
+
+
+def read_curve_file(path: str | Path) -> list[tuple[int, dict[str, float]]]:
+    """:func:`file_logger`'s file as ``(step, values)`` pairs in step order, a
+    step written twice (a resumed run) merged with the later record winning;
+    empty for a missing file."""
     source = Path(path)
     if not source.is_file():
-        return 0
+        return []
     by_step: dict[int, dict[str, float]] = {}
     for line in source.read_text(encoding="utf-8").splitlines():
         if line.strip():
             record = json.loads(line)
             by_step.setdefault(int(record["step"]), {}).update(record["values"])
-    _log_batch(mlflow.MlflowClient(tracking_uri), run_id, prefix, sorted(by_step.items()))
-    return len(by_step)
+    return sorted(by_step.items())
+
+
+# The learning curves ``dvc plots show`` draws (dvc.yaml's top-level plots):
+# file name -> the SB3 / trading_stats_callback key it holds.
+CURVE_PLOTS = {"validation_reward.csv": "eval/mean_reward",
+               "training_reward.csv": "rollout/ep_rew_mean",
+               "turnover_per_step.csv": "trade/turnover_per_step"}
+# Across seeds, not one column per seed: dvc.yaml must name a plot's columns,
+# and the seed list is a parameter (each seed's own curve is in MLflow).
+CURVE_COLUMNS = ("seeds_mean", "seeds_min", "seeds_max")
+
+
+def write_curve_plots(files_by_seed: dict[int, str | Path], directory: str | Path) -> list[Path]:
+    """For ``dvc plots``: one CSV per :data:`CURVE_PLOTS` key, a row per env
+    step at which any seed recorded it, with the mean, minimum and maximum
+    over the seeds that recorded it there (a seed that stopped early counts
+    only up to its stop). Returns the files written."""
+    import pandas as pd
+
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    read = {seed: read_curve_file(path) for seed, path in sorted(files_by_seed.items())}
+    written = []
+    for name, key in CURVE_PLOTS.items():
+        per_seed = pd.DataFrame({seed: pd.Series({step: values[key] for step, values in steps
+                                                  if key in values}, dtype=float)
+                                 for seed, steps in read.items()}).sort_index()
+        frame = pd.DataFrame({"seeds_mean": per_seed.mean(axis=1),
+                              "seeds_min": per_seed.min(axis=1),
+                              "seeds_max": per_seed.max(axis=1)}, columns=list(CURVE_COLUMNS))
+        frame = frame.rename_axis("step").reset_index()
+        frame.to_csv(out / name, index=False, float_format="%.6g")
+        written.append(out / name)
+    return written
 
 
 def _log_batch(client: Any, run_id: str, prefix: str,

@@ -85,6 +85,82 @@ def evaluation_tags(evaluation: Mapping[str, Any]) -> dict[str, str]:
             "n_trials": str(evaluation["trials"]["n_trials"])}
 
 
+# The registered model's tag naming the version the gate last made champion:
+# a champion alias on another version was moved by a person (the UI, the API).
+GATE_CHAMPION_TAG = "gate.champion"
+
+
+def champion_setter(client: Any, name: str, version: str) -> dict[str, Any]:
+    """Who made ``version`` the champion, as far as the store can say:
+    ``{"set_by": "gate"}`` when the gate promoted it last, else ``{"set_by":
+    "hand", "gate_champion": <the version the gate last promoted, or None>,
+    "set_by_detail": ...}``. MLflow keeps no history of an alias (neither who
+    moved it nor when), so a hand-set champion is known only as not the gate's."""
+    gate_champion = client.get_registered_model(name).tags.get(GATE_CHAMPION_TAG)
+    if gate_champion == str(version):
+        return {"set_by": "gate"}
+    return {"set_by": "hand", "gate_champion": gate_champion,
+            "set_by_detail": f"the gate last made v{gate_champion} champion; the alias was moved "
+                             f"to v{version} outside it (the MLflow store records neither who "
+                             "moves an alias nor when)"}
+
+
+def _figure(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "-" if value is None else str(value)
+
+
+def run_link(client: Any, run_id: str | None) -> str:
+    """A markdown link to run ``run_id`` in the MLflow UI (a route of the UI's
+    own page, so it works on any host); ``-`` without a run, and the id with
+    "not in this store" for a run the store does not hold."""
+    from mlflow.exceptions import MlflowException
+
+    if not run_id or run_id == "None":
+        return "-"
+    try:
+        experiment_id = client.get_run(run_id).info.experiment_id
+    except MlflowException as error:
+        if error.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise
+        return f"{run_id} (not in this store)"
+    return f"[{run_id[:8]}](#/experiments/{experiment_id}/runs/{run_id})"
+
+
+def version_description(record: Mapping[str, Any], evaluation: Mapping[str, Any],
+                        client: Any) -> str:
+    """The model version's description in the MLflow UI (markdown): the gate's
+    decision, who decided and when, each check with its value and threshold,
+    the out-of-sample headline and links to the evaluation run (whose
+    artifacts hold evaluation.html) and the promote run (promotion.html)."""
+    overall = evaluation["policy"]["overall"]
+    best = evaluation.get("best_baseline")
+    best_sharpe = None if best is None else evaluation["baselines"][best]["overall"]["sharpe"]
+    dsr = evaluation["policy"]["dsr"]
+    lines = [
+        f"**Gate: {record['decision']}**, by {record['decided_by']} at {record['decided_at']}.",
+        "",
+        "| check | status | value | threshold |",
+        "|---|---|---|---|",
+        *(f"| {c['name']} | {c['status']} | {_figure(c['value'])} | {_figure(c['threshold'])} |"
+          for c in record["checks"]),
+        "",
+        (f"Out of sample (walk-forward, after costs): Sharpe {_figure(overall.get('sharpe'))} "
+        f"against the best baseline {best} {_figure(best_sharpe)}; deflated Sharpe ratio "
+        f"{_figure(dsr.get('dsr'))} over {_figure(dsr.get('n_trials'))} trials; maximum "
+        f"drawdown {_figure(overall.get('max_drawdown'))}; turnover "
+        f"{_figure(overall.get('turnover'))}."),
+        "",
+        (f"Evaluation run: {run_link(client, evaluation.get('mlflow_run_id'))} "
+        "(evaluation.html among its artifacts). Promote run: "
+        f"{run_link(client, record.get('mlflow_run_id'))} (promotion.html)."),
+    ]
+    if record["decision"] != "promoted":
+        lines += ["", "Reasons: " + "; ".join(record["reasons"])]
+    return "\n".join(lines)
+
+
 def promote(bundle_dir: str | Path, bars: pd.DataFrame, *, evaluation: Mapping[str, Any],
             thresholds: GateThresholds, tags: Mapping[str, str], decided_by: str,
             data_files: Mapping[str, str | Path],
@@ -135,7 +211,8 @@ def promote(bundle_dir: str | Path, bars: pd.DataFrame, *, evaluation: Mapping[s
     version = log_trading_policy(bundle, example_window(bars, manifest), name=name, tags={
         **tags, "run_id": run_id, **evaluation_tags(evaluation)})
     client.set_registered_model_alias(name, CHALLENGER, version)
-    previous = None if champion is None else champion.gate_record()
+    previous = None if champion is None else {
+        **champion.gate_record(), **champion_setter(client, name, champion.version)}
     passed, checks = run_gate(evaluation, thresholds, comparison, consistency)
     record = decision_record(
         passed, checks, model=name, version=version, previous_champion=previous,
@@ -150,11 +227,14 @@ def promote(bundle_dir: str | Path, bars: pd.DataFrame, *, evaluation: Mapping[s
                "gate.decided_by": record["decided_by"], "gate.decided_at": record["decided_at"]}
     for key, value in summary.items():
         client.set_model_version_tag(name, version, key, value)
+    client.update_model_version(name, version,
+                                description=version_description(record, evaluation, client))
     mlflow.set_tags({**summary, "gate.version": version})
     # A check that compared nothing is no metric: 1.0 would read "beat the champion".
     mlflow.log_metrics({f"gate.{c.name}": float(c.passed) for c in checks
                         if c.status != NOT_COMPARABLE})
     if passed:  # last: only a fully tagged version becomes champion
+        client.set_registered_model_tag(name, GATE_CHAMPION_TAG, version)
         client.set_registered_model_alias(name, CHAMPION, version)
     record["champion"] = version if passed else (previous or {}).get("version")
     return Promotion(record=record, bundle_dir=bundle, manifest=manifest)
