@@ -17,6 +17,7 @@ import subprocess
 import time
 import urllib.request
 import uuid
+import zipfile
 from pathlib import Path
 
 import pandas as pd
@@ -76,8 +77,9 @@ def mlflow_server(repo_copy: Path):  # noqa: F811
 def kill_flow_during(repo: Path, folder: str, pattern: str, timeout_s: float = 600) -> bool:
     """Run ``training_flow`` on ``repo`` in a subprocess (its own Prefect
     ephemeral API, its own process group) and SIGKILL the whole group as soon
-    as a file matching ``pattern`` exists under ``repo/folder``. False if the
-    flow ended first."""
+    as a complete zip file matching ``pattern`` exists under ``repo/folder``
+    (a checkpoint still being written does not count: a kill then leaves
+    nothing to resume). False if the flow ended first."""
     script = ("import sys; from flows.training import training_flow; "
               "training_flow(repo_root=sys.argv[1], retries=0)")
     log = open(repo.parent / "killed-flow.log", "w")  # noqa: SIM115
@@ -88,7 +90,7 @@ def kill_flow_during(repo: Path, folder: str, pattern: str, timeout_s: float = 6
     try:
         deadline = time.monotonic() + timeout_s
         while proc.poll() is None and time.monotonic() < deadline:
-            if any((repo / folder).rglob(pattern)):
+            if any(zipfile.is_zipfile(p) for p in (repo / folder).rglob(pattern)):
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
                 return True
@@ -129,6 +131,7 @@ def test_training_flow_end_to_end_over_an_mlflow_server(repo_copy: Path, mlflow_
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import (
         ArtifactFilter,
+        ArtifactFilterFlowRunId,
         ArtifactFilterKey,
         LogFilter,
         LogFilterFlowRunId,
@@ -180,10 +183,10 @@ def test_training_flow_end_to_end_over_an_mlflow_server(repo_copy: Path, mlflow_
             async with get_client() as prefect:
                 logs = await prefect.read_logs(
                     log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])))
-                artifacts = await prefect.read_artifacts(
-                    artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[
-                        "training-summary", "training-stages", "gate-checks",
-                        "training-progress"])))
+                artifacts = await prefect.read_artifacts(artifact_filter=ArtifactFilter(
+                    flow_run_id=ArtifactFilterFlowRunId(any_=[run_id]),
+                    key=ArtifactFilterKey(any_=["training-summary", "training-stages",
+                                                "gate-checks", "training-progress"])))
             return [log.message for log in logs], {a.key: a.data for a in artifacts}
 
         prefect_logs, artifacts = asyncio.run(recorded(first.state_details.flow_run_id))
@@ -204,6 +207,7 @@ def test_training_flow_end_to_end_over_an_mlflow_server(repo_copy: Path, mlflow_
     assert f"**{decision['decision']}**" in markdown and "| policy |" in markdown
     assert decision["mlflow_run_id"] in markdown
     assert json.loads(artifacts["training-stages"])[-1]["stage"] == "promote"
+    assert artifacts["training-progress"] == 100.0
     assert [c["check"] for c in json.loads(artifacts["gate-checks"])] == [
         c["name"] for c in decision["checks"]]
     # One MLflow parent run per flow run, the stages that ran nested under it,

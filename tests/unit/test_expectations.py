@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -370,6 +371,58 @@ def test_docs_are_built_into_docs_dir_only(clean, tmp_path, monkeypatch):
     assert list((docs / "validations").rglob("*.html"))
     assert list(cwd.iterdir()) == []  # no gx/ (or anything else) in the working directory
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cwd", "out"]
+
+
+def _loaded(page: Path) -> list[str]:
+    """What a Data Docs page loads: script and image sources, link targets."""
+    text = page.read_text()
+    return [a or b for a, b in re.findall(
+        r"<(?:script|img)\b[^>]*\bsrc=[\"']([^\"']+)[\"']|<link\b[^>]*\bhref=[\"']([^\"']+)[\"']",
+        text, flags=re.IGNORECASE)]
+
+
+def test_the_docs_load_nothing_from_the_network(clean, tmp_path):
+    docs = tmp_path / "docs"
+    run_expectations(clean.iloc[:60], **THRESHOLDS, docs_dir=docs)
+    pages = sorted(docs.rglob("*.html"))
+    assert len(pages) >= 3  # the index, the suite, a validation result
+    for page in pages:
+        loaded = _loaded(page)
+        assert any("jquery" in url for url in loaded) and any("vega" in url for url in loaded)
+        assert not [url for url in loaded if "://" in url], page
+        missing = [url for url in loaded if not (page.parent / url).resolve().is_file()]
+        assert missing == [], (page, missing)
+
+
+def test_a_page_asking_for_an_unknown_url_is_refused_by_name(tmp_path):
+    from tradingrl.data.data_docs import OFFLINE_ASSETS, UnknownAsset, make_offline
+
+    known = next(iter(OFFLINE_ASSETS))
+    (tmp_path / "index.html").write_text(
+        f'<script src="{known}"></script><a href="https://example.org/x">a link stays</a>')
+    assert make_offline(tmp_path) == 1
+    assert "https://example.org/x" in (tmp_path / "index.html").read_text()
+    (tmp_path / "new.html").write_text('<link rel="stylesheet" href="https://cdn.example/x.css">')
+    with pytest.raises(UnknownAsset, match=r"new\.html loads https://cdn\.example/x\.css"):
+        make_offline(tmp_path)
+
+
+@pytest.mark.browser
+def test_the_docs_index_lists_the_suite_and_its_validation_offline(clean, tmp_path):
+    from tests.browser import NO_CHROMIUM, chromium, dump_dom, visible_text
+
+    binary = chromium()
+    if binary is None:
+        pytest.skip(NO_CHROMIUM)
+    docs = tmp_path / "docs"
+    run_expectations(clean.iloc[:60], **THRESHOLDS, docs_dir=docs)
+    # Every http(s) request goes to a closed port: the tables can only be
+    # drawn by the files the site carries.
+    dom = dump_dom(binary, (docs / "index.html").as_uri(), tmp_path / "profile", offline=True,
+                   budget_ms=8000)
+    text = visible_text(dom)
+    assert "ohlcv_distribution" in text and "tradingrl_frames-ohlcv" in text
+    assert dom.count("<tr") >= 2
 
 
 def test_relative_docs_dir_is_taken_from_the_cwd(clean, tmp_path, monkeypatch):

@@ -679,6 +679,8 @@ def run_expectations(
     import great_expectations as gx
     from great_expectations.checkpoint import UpdateDataDocsAction
 
+    from tradingrl.data.data_docs import make_offline
+
     # A new frame (not a view, no SettingWithCopy link) with only what the suite reads.
     derived = frame.reindex(columns=list(OHLCV_COLUMNS))
     _assign_derived(derived)
@@ -722,6 +724,7 @@ def run_expectations(
         docs_index = docs_path / "index.html"
         if not docs_index.is_file():
             raise ExpectationsError(f"Data Docs were not written: {docs_index} is missing")
+        make_offline(docs_path)  # their CSS and JavaScript from the site, not from CDNs
     return ExpectationReport(outcomes=outcomes, docs_index=docs_index)
 
 
