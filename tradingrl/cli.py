@@ -110,6 +110,50 @@ def _validate(path: Path, out: Path, *, docs: bool, max_quarantine_share: float,
     return {**r, "failure": result.failure_message()}
 
 
+@app.command("check-features")
+def check_features(
+    custom: Annotated[list[str] | None, typer.Option(
+        "--custom", help="A feature function package.module:function (repeatable).")] = None,
+    builtin: Annotated[bool, typer.Option(help="Check the pipeline's 85 built-in features.")] = True,
+    warmup_bars: Annotated[int | None, typer.Option(
+        help="Warm-up to compare with (default: params.yaml's features.warmup_bars).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the synthetic bars checked on.")] = 0,
+) -> None:
+    """Check features for look-ahead and warm-up: one verdict line each."""
+    # Exit 1 when any feature reads the future (LEAK), 0 otherwise; "warn"
+    # lines (a warm-up longer than features.warmup_bars) do not fail.
+    import sys
+
+    from tradingrl.feature_check import builtin_features, check_bars, check_function, load_function
+
+    if "" not in sys.path and str(Path.cwd()) not in sys.path:
+        sys.path.insert(0, str(Path.cwd()))  # custom modules from this folder, as `python -m` does
+    if warmup_bars is None and Path("params.yaml").is_file():
+        from tradingrl.params import load_params
+
+        warmup_bars = int(load_params("features", Path("params.yaml"))["warmup_bars"])
+    try:
+        functions = [(spec, load_function(spec)) for spec in custom or []]
+    except (ValueError, TypeError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from None
+    if builtin:
+        functions.insert(0, ("built-in", builtin_features))
+    if not functions:
+        typer.echo("error: nothing to check (--no-builtin and no --custom)", err=True)
+        raise typer.Exit(1)
+    bars, other = check_bars(seed=seed)
+    leaks = 0
+    for label, function in functions:
+        typer.echo(f"# {label}")
+        for check in check_function(function, bars, other):
+            typer.echo(check.line(warmup_bars))
+            leaks += not check.past_only
+    typer.echo(f"{leaks} feature(s) read the future" if leaks else "no feature reads the future")
+    if leaks:
+        raise typer.Exit(1)
+
+
 @app.command()
 def predict(
     path: Annotated[Path, typer.Argument(help="A CSV file or folder: recent OHLCV bars per symbol.")],

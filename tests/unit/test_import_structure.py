@@ -24,7 +24,7 @@ LAYERS: dict[str, int] = {
     "data": 0, "splits": 0, "risk": 0, "params": 0, "resume": 0, "orchestration": 0,
     "tracking": 0,
     "features": 1, "stage": 1, "parallel": 1, "serving": 1,
-    "headline": 2,
+    "headline": 2, "feature_check": 2,
     "envs": 2, "models": 2,
     "backtest": 3, "agents": 3,
     "evaluation": 4,
