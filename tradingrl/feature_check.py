@@ -153,11 +153,12 @@ def check_function(function: FeatureFunction, bars: pd.DataFrame | None = None,
         spread = np.nanstd(values[:, j]) if finite.size else 0.0
         exact = _same(tail[:, j], restarted[:, j])
         close = exact | (np.abs(tail[:, j] - restarted[:, j]) <= CONVERGED * max(spread, 1e-12))
+        agrees = _agrees_from(close)
         checks.append(FeatureCheck(
             name=str(name), leak_bar=leak_bar.get(j), leak_cut=leak_cut.get(j),
             defined_from=int(finite[0]) if finite.size else None,
-            start_independent_after=_agrees_from(close), exact_window=bool(
-                _agrees_from(exact) is not None and _agrees_from(exact) == _agrees_from(close))))
+            start_independent_after=agrees,
+            exact_window=agrees is not None and _agrees_from(exact) == agrees))
     return checks
 
 
